@@ -1,0 +1,365 @@
+//! Side effects on the host: running commands and writing files. Backends and hooks act only
+//! through an `Executor`, so a dry run can show exactly what would be done by swapping it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use thiserror::Error;
+use tokio::io::AsyncReadExt;
+
+use crate::engine::event::{Action, Emitter, Event};
+
+/// A command to run: argv (never a shell string), extra environment and a time limit.
+#[derive(Debug, Clone)]
+pub struct Cmd {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub timeout: Duration,
+    /// What the command is for, in a few words ("test the nginx config").
+    pub purpose: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Output {
+    /// The exit code; `None` when the process was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The last lines of stderr (or stdout), enough to say why a command failed.
+    pub fn tail(&self) -> String {
+        let text = if self.stderr.trim().is_empty() {
+            &self.stdout
+        } else {
+            &self.stderr
+        };
+        let lines: Vec<&str> = text.trim().lines().collect();
+        lines[lines.len().saturating_sub(5)..].join("\n")
+    }
+
+    pub fn status_text(&self) -> String {
+        match self.code {
+            Some(code) => format!("exit status {code}"),
+            None => "killed by a signal".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum ExecError {
+    #[error("cannot run `{program}`: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{program}` did not finish within {}", humantime::format_duration(*.after))]
+    Timeout { program: String, after: Duration },
+    #[error("cannot {op} {}: {source}", .path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+#[async_trait]
+pub trait Executor: Send + Sync {
+    /// True when nothing is really done: reads return nothing and commands "succeed".
+    fn is_dry_run(&self) -> bool;
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError>;
+    /// Replaces the file atomically: readers see the old or the new contents, never a mix.
+    async fn write_file(&self, path: &Path, contents: &str) -> Result<(), ExecError>;
+    /// The file's contents, or `None` when it does not exist.
+    async fn read_file(&self, path: &Path) -> Result<Option<String>, ExecError>;
+    /// Reports an API call (the ECS backend makes its own calls; a dry run only reports them).
+    fn call(&self, service: &str, operation: &str, params: serde_json::Value);
+}
+
+/// Really does things, and reports each action (shown with --verbose).
+pub struct RealExecutor {
+    pub events: Emitter,
+}
+
+impl RealExecutor {
+    fn report(&self, action: Action) {
+        self.events.emit(Event::Action {
+            stage: None,
+            dry_run: false,
+            action,
+        });
+    }
+}
+
+#[async_trait]
+impl Executor for RealExecutor {
+    fn is_dry_run(&self) -> bool {
+        false
+    }
+
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.report(Action::Run {
+            argv: cmd.argv.clone(),
+            purpose: cmd.purpose.clone(),
+        });
+        run_command(cmd).await
+    }
+
+    async fn write_file(&self, path: &Path, contents: &str) -> Result<(), ExecError> {
+        self.report(Action::Write {
+            path: path.display().to_string(),
+            contents: contents.to_string(),
+        });
+        let path = path.to_path_buf();
+        let contents = contents.to_string();
+        tokio::task::spawn_blocking(move || write_atomically(&path, contents.as_bytes()))
+            .await
+            .expect("the atomic write task does not panic")
+    }
+
+    async fn read_file(&self, path: &Path) -> Result<Option<String>, ExecError> {
+        match tokio::fs::read_to_string(path).await {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(ExecError::Io {
+                op: "read",
+                path: path.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn call(&self, service: &str, operation: &str, params: serde_json::Value) {
+        self.report(Action::Call {
+            service: service.to_string(),
+            operation: operation.to_string(),
+            params,
+        });
+    }
+}
+
+/// Does nothing and says what it would have done, in full.
+pub struct DryRunExecutor {
+    pub events: Emitter,
+}
+
+impl DryRunExecutor {
+    fn report(&self, action: Action) {
+        self.events.emit(Event::Action {
+            stage: None,
+            dry_run: true,
+            action,
+        });
+    }
+}
+
+#[async_trait]
+impl Executor for DryRunExecutor {
+    fn is_dry_run(&self) -> bool {
+        true
+    }
+
+    async fn run(&self, cmd: &Cmd) -> Result<Output, ExecError> {
+        self.report(Action::Run {
+            argv: cmd.argv.clone(),
+            purpose: cmd.purpose.clone(),
+        });
+        Ok(Output {
+            code: Some(0),
+            ..Output::default()
+        })
+    }
+
+    async fn write_file(&self, path: &Path, contents: &str) -> Result<(), ExecError> {
+        self.report(Action::Write {
+            path: path.display().to_string(),
+            contents: contents.to_string(),
+        });
+        Ok(())
+    }
+
+    async fn read_file(&self, _path: &Path) -> Result<Option<String>, ExecError> {
+        Ok(None)
+    }
+
+    fn call(&self, service: &str, operation: &str, params: serde_json::Value) {
+        self.report(Action::Call {
+            service: service.to_string(),
+            operation: operation.to_string(),
+            params,
+        });
+    }
+}
+
+/// Runs a command in its own process group, so that on timeout the whole tree it started
+/// (a script and its children) is killed, not just the first process.
+pub async fn run_command(cmd: &Cmd) -> Result<Output, ExecError> {
+    let program = cmd.argv[0].clone();
+    let mut child = tokio::process::Command::new(&program)
+        .args(&cmd.argv[1..])
+        .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| ExecError::Spawn {
+            program: program.clone(),
+            source,
+        })?;
+    let pid = child.id();
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let collect = async {
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        let (r1, r2, status) = tokio::join!(
+            stdout.read_to_end(&mut out),
+            stderr.read_to_end(&mut err),
+            child.wait()
+        );
+        let _ = (r1, r2);
+        (status, out, err)
+    };
+    match tokio::time::timeout(cmd.timeout, collect).await {
+        Ok((status, out, err)) => {
+            let status = status.map_err(|source| ExecError::Spawn {
+                program: program.clone(),
+                source,
+            })?;
+            Ok(Output {
+                code: status.code(),
+                stdout: String::from_utf8_lossy(&out).into_owned(),
+                stderr: String::from_utf8_lossy(&err).into_owned(),
+            })
+        }
+        Err(_) => {
+            if let Some(pid) = pid {
+                kill_group(pid);
+            }
+            Err(ExecError::Timeout {
+                program,
+                after: cmd.timeout,
+            })
+        }
+    }
+}
+
+fn kill_group(pid: u32) {
+    // SAFETY: kill(2) with a negative pid signals the process group we created for the child;
+    // it touches no memory of ours.
+    unsafe {
+        libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
+    }
+}
+
+/// Temp file in the same directory, fsync, rename over the target, fsync the directory, keeping
+/// the target's permissions. A crash at any moment leaves the old file or the new one.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ExecError> {
+    use std::io::Write;
+    let io = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExecError::Io { op, path, source }
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let permissions = std::fs::metadata(path).ok().map(|m| m.permissions());
+    let mut temp = tempfile::Builder::new()
+        .prefix(".rollout-")
+        .tempfile_in(dir)
+        .map_err(io("create a temporary file in", dir))?;
+    temp.write_all(contents).map_err(io("write", temp.path()))?;
+    let permissions = permissions.unwrap_or_else(|| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::Permissions::from_mode(0o644)
+    });
+    std::fs::set_permissions(temp.path(), permissions)
+        .map_err(io("set permissions on", temp.path()))?;
+    temp.as_file().sync_all().map_err(io("sync", temp.path()))?;
+    temp.persist(path).map_err(|e| ExecError::Io {
+        op: "replace",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io("sync the directory", dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn cmd(argv: &[&str], timeout: Duration) -> Cmd {
+        Cmd {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            env: vec![("ROLLOUT_TEST".into(), "yes".into())],
+            timeout,
+            purpose: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn runs_argv_with_env_and_captures_output() {
+        let out = run_command(&cmd(
+            &["sh", "-c", "echo $ROLLOUT_TEST; echo oops >&2; exit 3"],
+            Duration::from_secs(5),
+        ))
+        .await
+        .unwrap();
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, "yes\n");
+        assert_eq!(out.tail(), "oops");
+    }
+
+    #[tokio::test]
+    async fn a_timeout_kills_the_whole_process_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let marker = dir.path().join("survived");
+        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
+        let err = run_command(&cmd(&["sh", "-c", &script], Duration::from_millis(200)))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(!marker.exists(), "a grandchild outlived the timeout");
+    }
+
+    #[tokio::test]
+    async fn a_missing_program_is_a_clear_error() {
+        let err = run_command(&cmd(&["/nonexistent/tool"], Duration::from_secs(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("cannot run `/nonexistent/tool`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn atomic_writes_keep_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("upstream.conf");
+        std::fs::write(&path, "old").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "new");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

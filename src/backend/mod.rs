@@ -1,0 +1,122 @@
+//! Traffic backends: the things that move traffic between the stable and the new version.
+//!
+//! Every backend implements `Backend`; adding one is a new file and one arm in `build`.
+//! Backends act only through an `Executor`, which is what makes `--dry-run` exact.
+
+pub mod command;
+pub mod exec;
+pub mod nginx;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+pub use exec::{Cmd, ExecError, Executor, Output};
+
+use crate::plan::{Plan, Weight};
+
+/// A move from one stage's weight to the next.
+#[derive(Debug, Clone, Copy)]
+pub struct WeightChange {
+    pub stage: usize,
+    pub weight: Weight,
+    pub previous: Weight,
+}
+
+#[derive(Debug, Error)]
+pub enum BackendError {
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    /// A command ran and said no.
+    #[error("{purpose} failed ({status}): `{command}`{}", fmt_tail(.output))]
+    CommandFailed {
+        purpose: String,
+        command: String,
+        status: String,
+        output: String,
+    },
+    /// The change was made but could not be confirmed to have taken effect.
+    #[error("the change could not be confirmed: {0}")]
+    NotConfirmed(String),
+    #[error("the {0} backend is not available in this build yet")]
+    Unsupported(&'static str),
+}
+
+fn fmt_tail(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!(": {output}")
+    }
+}
+
+impl BackendError {
+    pub fn failed(cmd: &Cmd, output: &Output) -> Self {
+        BackendError::CommandFailed {
+            purpose: cmd.purpose.clone(),
+            command: crate::plan::Argv::new(cmd.argv.clone())
+                .map_or_else(String::new, |a| a.to_string()),
+            status: output.status_text(),
+            output: output.tail(),
+        }
+    }
+}
+
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// One line for people: what this backend drives.
+    fn describe(&self) -> String;
+
+    /// Checks that everything the run needs is there, before anything is changed.
+    async fn preflight(&mut self) -> Result<(), BackendError>;
+
+    /// Sends `change.weight` percent of traffic to the new version and confirms it took effect.
+    /// Must be idempotent: a resumed run may apply the same weight again.
+    async fn set_weight(&mut self, change: WeightChange) -> Result<(), BackendError>;
+
+    /// Makes the new version the stable one, once all traffic is on it.
+    async fn promote(&mut self) -> Result<(), BackendError>;
+
+    /// Returns all traffic to the stable version and undoes what the run changed.
+    async fn rollback(&mut self) -> Result<(), BackendError>;
+}
+
+/// Runs a command through the executor and turns a non-zero exit into an error.
+pub async fn run_checked(exec: &dyn Executor, cmd: &Cmd) -> Result<Output, BackendError> {
+    let output = exec.run(cmd).await?;
+    if output.success() {
+        Ok(output)
+    } else {
+        Err(BackendError::failed(cmd, &output))
+    }
+}
+
+pub fn build(plan: &Plan, exec: Arc<dyn Executor>) -> Result<Box<dyn Backend>, BackendError> {
+    match &plan.backend {
+        crate::plan::Backend::Nginx(spec) => {
+            Ok(Box::new(nginx::Nginx::new(plan, spec.clone(), exec)))
+        }
+        crate::plan::Backend::Command(spec) => Ok(Box::new(command::CommandBackend::new(
+            plan,
+            spec.clone(),
+            exec,
+        ))),
+        crate::plan::Backend::Kubectl(_) => Err(BackendError::Unsupported("kubectl")),
+        crate::plan::Backend::Ecs(_) => Err(BackendError::Unsupported("ecs")),
+    }
+}
+
+/// The environment every backend command and hook gets: the run's context, never templated
+/// into strings.
+pub fn context_env(name: &str, change: WeightChange) -> Vec<(String, String)> {
+    vec![
+        ("ROLLOUT_NAME".into(), name.to_string()),
+        ("ROLLOUT_STAGE".into(), change.stage.to_string()),
+        ("ROLLOUT_WEIGHT".into(), change.weight.percent().to_string()),
+        (
+            "ROLLOUT_PREVIOUS_WEIGHT".into(),
+            change.previous.percent().to_string(),
+        ),
+    ]
+}

@@ -1,0 +1,123 @@
+//! The command line, as clap sees it.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "rollout",
+    version,
+    about = "Ship a new version safely: canary and blue-green rollouts gated by metrics",
+    long_about = "Ship a new version safely: canary and blue-green rollouts gated by metrics.\n\n\
+        A plan (TOML) names the traffic backend, the stages of traffic weight, how long each \
+        bakes, and the metrics that decide. `rollout run` drives the backend stage by stage, \
+        promotes when every gate holds and rolls back by itself when one breaks.",
+    after_help = "Examples:\n  rollout validate plans/*.toml\n  rollout plan plans/nginx-canary.toml\n  rollout run plans/nginx-canary.toml --dry-run\n\nExit codes: 0 promoted or valid, 1 could not proceed, 2 usage error or invalid plan, 3 rolled back, 4 paused, 5 rollback failed.",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// When to color output [default: auto, which honors NO_COLOR]
+    #[arg(long, value_enum, global = true, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    /// Text for people: live progress in a terminal, timestamped lines otherwise
+    Human,
+    /// One JSON object per line on stdout
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a rollout: move traffic stage by stage, gated by the plan's metrics
+    #[command(
+        after_help = "Examples:\n  rollout run plans/nginx-canary.toml\n  rollout run plans/nginx-canary.toml --dry-run\n  rollout run plan.toml --yes --output json --report evidence.json"
+    )]
+    Run(RunArgs),
+
+    /// Check plan files without touching anything; exit 2 if any is invalid
+    #[command(
+        after_help = "Examples:\n  rollout validate plan.toml\n  rollout validate plans/*.toml --output json"
+    )]
+    Validate(ValidateArgs),
+
+    /// Show a plan's stages as a table, with minimum and worst-case durations
+    #[command(after_help = "Example:\n  rollout plan plans/nginx-canary.toml")]
+    Plan(PlanArgs),
+
+    /// Print a shell completion script
+    #[command(
+        after_help = "Examples:\n  rollout completions bash > /etc/bash_completion.d/rollout\n  rollout completions zsh > \"${fpath[1]}/_rollout\"\n  rollout completions fish > ~/.config/fish/completions/rollout.fish"
+    )]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The plan file
+    pub plan: PathBuf,
+
+    /// Walk the whole plan and print what would be done, touching nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Approve every approval gate up front
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// Where rollout state (journals, locks, approvals) is kept
+    #[arg(long, env = "ROLLOUT_STATE_DIR", default_value = ".rollout")]
+    pub state_dir: PathBuf,
+
+    /// Write the full evidence (every measurement and decision) as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Print only warnings, the final decision and errors
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Also print every measurement and backend command
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// One or more plan files
+    #[arg(required = true)]
+    pub plans: Vec<PathBuf>,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The plan file
+    pub plan: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to generate completions for
+    pub shell: clap_complete::Shell,
+}

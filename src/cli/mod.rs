@@ -1,0 +1,96 @@
+//! The edge of the program: arguments in, exit code out. Errors become `anyhow` only here.
+
+mod args;
+mod completions;
+mod plan_cmd;
+mod run;
+mod validate;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+pub use args::Cli;
+use args::{ColorChoice, Command};
+
+/// Exit codes, as the plan format contract fixes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Promoted = 0,
+    CouldNotProceed = 1,
+    Invalid = 2,
+    RolledBack = 3,
+    Paused = 4,
+    RollbackFailed = 5,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Whether to color what goes to stderr: `--color`, then NO_COLOR, then whether it is a terminal.
+pub fn use_color(choice: ColorChoice) -> bool {
+    match choice {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && std::io::stderr().is_terminal()
+        }
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = use_color(cli.color);
+    let result = match cli.command {
+        Command::Validate(args) => validate::validate(&args, color),
+        Command::Plan(args) => plan_cmd::plan(&args, color),
+        Command::Run(args) => run::run(&args, color),
+        Command::Completions(args) => completions::completions(&args),
+    };
+    match result {
+        Ok(exit) => exit.into(),
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            Exit::CouldNotProceed.into()
+        }
+    }
+}
+
+/// Loads a plan for a command that needs a valid one, printing its diagnostics (warnings too).
+/// `Ok(None)` means the plan was invalid and the diagnostics were shown: exit 2.
+pub fn load_valid_plan(
+    path: &std::path::Path,
+    color: bool,
+) -> anyhow::Result<Option<rollout::plan::Plan>> {
+    let checked = match rollout::plan::load(path) {
+        Ok(checked) => checked,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(None);
+        }
+    };
+    eprint!("{}", checked.file.render(&checked.diagnostics, color));
+    if checked.plan.is_none() {
+        eprintln!(
+            "error: {} is not a valid plan ({})",
+            path.display(),
+            count_summary(checked.errors(), checked.warnings())
+        );
+    }
+    Ok(checked.plan)
+}
+
+pub fn count_summary(errors: usize, warnings: usize) -> String {
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    match (errors, warnings) {
+        (0, 0) => "no problems".to_string(),
+        (e, 0) => plural(e, "error"),
+        (0, w) => plural(w, "warning"),
+        (e, w) => format!("{}, {}", plural(e, "error"), plural(w, "warning")),
+    }
+}

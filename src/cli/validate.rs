@@ -1,0 +1,75 @@
+use serde::Serialize;
+
+use rollout::plan::diagnostic::JsonDiagnostic;
+
+use super::args::{OutputFormat, ValidateArgs};
+use super::{Exit, count_summary};
+
+#[derive(Serialize)]
+struct FileResult {
+    file: String,
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    diagnostics: Vec<JsonDiagnostic>,
+}
+
+/// Checks every plan and reports every problem; touches nothing and needs no network.
+pub fn validate(args: &ValidateArgs, color: bool) -> anyhow::Result<Exit> {
+    let mut all_valid = true;
+    let mut json_files = Vec::new();
+    let checked: Vec<_> = args
+        .plans
+        .iter()
+        .map(|p| (p, rollout::plan::load(p)))
+        .collect();
+    for (path, result) in &checked {
+        let checked = match result {
+            Ok(checked) => checked,
+            Err(e) => {
+                all_valid = false;
+                match args.output {
+                    OutputFormat::Human => eprintln!("error: {e}"),
+                    OutputFormat::Json => json_files.push(FileResult {
+                        file: path.display().to_string(),
+                        valid: false,
+                        errors: 1,
+                        warnings: 0,
+                        diagnostics: vec![JsonDiagnostic::whole_file(path, &e.to_string())],
+                    }),
+                }
+                continue;
+            }
+        };
+        let valid = checked.plan.is_some();
+        all_valid &= valid;
+        match args.output {
+            OutputFormat::Human => {
+                eprint!("{}", checked.file.render(&checked.diagnostics, color));
+                let verdict = if valid { "valid" } else { "invalid" };
+                let counts = count_summary(checked.errors(), checked.warnings());
+                eprintln!("{}: {verdict} ({counts})", path.display());
+            }
+            OutputFormat::Json => json_files.push(FileResult {
+                file: path.display().to_string(),
+                valid,
+                errors: checked.errors(),
+                warnings: checked.warnings(),
+                diagnostics: checked
+                    .diagnostics
+                    .iter()
+                    .map(|d| checked.file.to_json(d))
+                    .collect(),
+            }),
+        }
+    }
+    if args.output == OutputFormat::Json {
+        let out = serde_json::json!({ "valid": all_valid, "files": json_files });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    }
+    Ok(if all_valid {
+        Exit::Promoted
+    } else {
+        Exit::Invalid
+    })
+}

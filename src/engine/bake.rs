@@ -1,0 +1,273 @@
+//! A stage's bake: poll every gating metric at its interval, concurrently, and decide.
+//!
+//! Each metric is polled by its own task, so one slow source never delays another's verdict.
+//! Measurements arrive on a channel; after each one the rules are applied at once, so a breach
+//! rolls back without waiting for the rest of the bake or for other metrics' queries.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{Instant, MissedTickBehavior, sleep_until};
+
+use super::approval::Answer;
+use super::event::{Action, Event, Measurement};
+use super::verdict::{History, Reading, Standing, judge, standing};
+use super::{Engine, Halt};
+use crate::metrics::{Probe, Which, measure};
+use crate::plan::{Metric, MetricMode, Stage};
+
+/// Extra time a whole measurement may take beyond the source's own timeout before the poller
+/// gives up on it (the source's client should have given up first).
+const MEASURE_GRACE: Duration = Duration::from_secs(1);
+
+type Pending = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
+impl Engine {
+    pub(super) async fn bake(&mut self, stage: &Stage) -> Result<(), Halt> {
+        let plan = self.plan.clone();
+        let metrics: Vec<&Metric> = stage.metrics.iter().map(|&i| &plan.metrics[i]).collect();
+        if !stage.bake.is_zero() || !metrics.is_empty() {
+            self.events.emit(Event::BakeStarted {
+                stage: stage.number,
+                bake: stage.bake,
+                interval: stage.interval,
+                max_hold: stage.max_hold,
+                metrics: metrics.iter().map(|m| m.name.to_string()).collect(),
+            });
+        }
+        if self.dry_run {
+            self.describe_bake(stage);
+            return Ok(());
+        }
+        let start = Instant::now();
+        let bake_end = start + stage.bake;
+        let hold_end = bake_end + stage.max_hold;
+        let (tx, mut rx) = mpsc::channel::<(usize, Reading)>(64);
+        // Dropping the set when the bake ends, for whatever reason, aborts every poller.
+        let mut pollers = JoinSet::new();
+        for (slot, &index) in stage.metrics.iter().enumerate() {
+            let probe = self.probes[index].clone();
+            let metric = plan.metrics[index].clone();
+            let timeout = plan.sources[metric.source].timeout + MEASURE_GRACE;
+            pollers.spawn(poll(
+                probe,
+                metric,
+                stage.interval,
+                timeout,
+                slot,
+                tx.clone(),
+            ));
+        }
+        drop(tx);
+        let mut histories = vec![History::default(); metrics.len()];
+        let mut bake_done = stage.bake.is_zero();
+        let mut approved = !stage.approval;
+        let mut pending: Option<Pending> = None;
+        let mut last_holding: Vec<String> = Vec::new();
+        loop {
+            if bake_done {
+                let reasons = holding_reasons(&metrics, &histories);
+                if reasons.is_empty() {
+                    if approved {
+                        return Ok(());
+                    }
+                    if pending.is_none() {
+                        pending = Some(self.ask_approval(stage));
+                    }
+                } else if reasons != last_holding {
+                    self.events.emit(Event::Holding {
+                        stage: stage.number,
+                        reasons: reasons.clone(),
+                    });
+                    last_holding = reasons;
+                }
+            }
+            tokio::select! {
+                Some((slot, reading)) = rx.recv() => {
+                    let metric = metrics[slot];
+                    let verdict = judge(metric, &reading);
+                    histories[slot].record(verdict);
+                    self.events.emit(Event::Measured(measurement(stage.number, metric, &reading, verdict, &histories[slot])));
+                    if standing(metric, &histories[slot]) == Standing::Breached {
+                        return Err(Halt::Rollback(breach_reason(stage, metric, &reading, &histories[slot])));
+                    }
+                }
+                _ = sleep_until(bake_end), if !bake_done => bake_done = true,
+                _ = sleep_until(hold_end) => {
+                    return Err(Halt::by(stage.on_timeout, timeout_reason(stage, &last_holding, approved)));
+                }
+                answer = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
+                    pending = None;
+                    match answer {
+                        Answer::Approved { by } => {
+                            self.events.emit(Event::Approved { stage: stage.number, by });
+                            approved = true;
+                        }
+                        Answer::Rejected { by } => {
+                            return Err(Halt::Rollback(format!("{by} refused to approve stage {} ({})", stage.number, stage.weight)));
+                        }
+                    }
+                }
+                Some(signal) = self.interrupts.recv() => return Err(self.interrupted(&signal)),
+            }
+        }
+    }
+
+    fn ask_approval(&self, stage: &Stage) -> Pending {
+        self.events.emit(Event::AwaitingApproval {
+            stage: stage.number,
+            how: self.approver.how(self.plan.name.as_str(), stage.number),
+        });
+        let approver = self.approver.clone();
+        let number = stage.number;
+        Box::pin(async move { approver.wait(number).await })
+    }
+
+    /// A dry run skips the waits and queries, and says what they would have been.
+    fn describe_bake(&self, stage: &Stage) {
+        let wait = |what: String| {
+            self.events.emit(Event::Action {
+                stage: Some(stage.number),
+                dry_run: true,
+                action: Action::Wait { what },
+            })
+        };
+        for &index in &stage.metrics {
+            let metric = &self.plan.metrics[index];
+            let probe = &self.probes[index];
+            let mut what = format!(
+                "measure {} every {}: {}",
+                metric.name,
+                humantime::format_duration(stage.interval),
+                probe.describe(Which::Value)
+            );
+            if metric.query.has_baseline() {
+                what.push_str(&format!("; baseline: {}", probe.describe(Which::Baseline)));
+            }
+            wait(what);
+        }
+        if !stage.bake.is_zero() {
+            wait(format!(
+                "bake {} (up to {} more if the gates do not pass yet, then on_timeout = \"{}\")",
+                humantime::format_duration(stage.bake),
+                humantime::format_duration(stage.max_hold),
+                stage.on_timeout
+            ));
+        }
+        if stage.approval {
+            wait(format!(
+                "wait for approval before leaving stage {}: {}",
+                stage.number,
+                self.approver.how(self.plan.name.as_str(), stage.number)
+            ));
+        }
+    }
+}
+
+/// Polls one metric forever: the first reading one interval after the weight is applied (the
+/// new version needs traffic before it can be measured), then one per interval.
+async fn poll(
+    probe: Arc<dyn Probe>,
+    metric: Metric,
+    interval: Duration,
+    timeout: Duration,
+    slot: usize,
+    tx: mpsc::Sender<(usize, Reading)>,
+) {
+    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let reading = tokio::time::timeout(timeout, measure(&*probe, &metric))
+            .await
+            .unwrap_or_else(|_| {
+                Reading::Error(format!(
+                    "no answer within {}",
+                    humantime::format_duration(timeout)
+                ))
+            });
+        if tx.send((slot, reading)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn measurement(
+    stage: usize,
+    metric: &Metric,
+    reading: &Reading,
+    verdict: super::verdict::Verdict,
+    history: &History,
+) -> Measurement {
+    let (value, baseline, detail) = match reading {
+        Reading::Value { value, baseline } => (Some(*value), *baseline, None),
+        Reading::NoData => (None, None, Some("the source returned no value".to_string())),
+        Reading::Error(e) => (None, None, Some(e.clone())),
+    };
+    Measurement {
+        stage,
+        metric: metric.name.to_string(),
+        value,
+        baseline,
+        verdict,
+        detail,
+        breach_streak: history.breach_streak(),
+        warn_only: metric.mode == MetricMode::Warn,
+    }
+}
+
+fn holding_reasons(metrics: &[&Metric], histories: &[History]) -> Vec<String> {
+    metrics
+        .iter()
+        .zip(histories)
+        .filter_map(|(metric, history)| match standing(metric, history) {
+            Standing::Holding(why) => Some(format!("{}: {why}", metric.name)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn breach_reason(stage: &Stage, metric: &Metric, reading: &Reading, history: &History) -> String {
+    let condition = metric
+        .rollback
+        .as_ref()
+        .map(|c| format!(" (rollback when {c})"))
+        .unwrap_or_default();
+    let what = match reading {
+        Reading::Value {
+            value,
+            baseline: Some(b),
+        } => format!("was {value} against a baseline of {b}"),
+        Reading::Value { value, .. } => format!("was {value}"),
+        _ => "had no data (on_no_data = \"fail\")".to_string(),
+    };
+    let streak = if metric.rollback_after > 1 {
+        format!(", {} breaches in a row", history.breach_streak())
+    } else {
+        String::new()
+    };
+    format!(
+        "metric {} {what}{condition}{streak} in stage {} at {}",
+        metric.name, stage.number, stage.weight
+    )
+}
+
+fn timeout_reason(stage: &Stage, holding: &[String], approved: bool) -> String {
+    let why = if !holding.is_empty() {
+        holding.join("; ")
+    } else if !approved {
+        "no approval arrived".to_string()
+    } else {
+        "the gates did not pass".to_string()
+    };
+    format!(
+        "stage {} at {} could not pass within max_hold ({} after its bake): {why}",
+        stage.number,
+        stage.weight,
+        humantime::format_duration(stage.max_hold)
+    )
+}

@@ -1,0 +1,210 @@
+//! What the engine tells the world. The engine never prints: it emits these, and reporters
+//! render them (progress bars, plain lines, JSON). The JSON form is a documented, stable schema
+//! (docs/events.md): fields are only ever added.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+
+use super::verdict::Verdict;
+
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OutcomeKind {
+    Promoted,
+    /// Could not proceed (backend or I/O error); traffic was returned to stable where possible.
+    Failed,
+    RolledBack,
+    Paused,
+    /// The rollback itself failed: traffic is in an unknown state.
+    RollbackFailed,
+}
+
+impl OutcomeKind {
+    /// The process exit code the plan contract gives this outcome.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            OutcomeKind::Promoted => 0,
+            OutcomeKind::Failed => 1,
+            OutcomeKind::RolledBack => 3,
+            OutcomeKind::Paused => 4,
+            OutcomeKind::RollbackFailed => 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Outcome {
+    pub kind: OutcomeKind,
+    /// One sentence a person understands: what happened and why.
+    pub reason: String,
+    /// Traffic on the new version when the run ended, in percent; `None` when unknown.
+    pub weight: Option<f64>,
+}
+
+/// One measurement of one metric, as reported and kept as evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Measurement {
+    pub stage: usize,
+    pub metric: String,
+    pub value: Option<f64>,
+    pub baseline: Option<f64>,
+    pub verdict: Verdict,
+    /// Why there is no value: the source's error, or what "no data" meant here.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    pub breach_streak: u32,
+    /// Whether this metric only warns (mode = "warn").
+    pub warn_only: bool,
+}
+
+/// Where a backend action or hook comes from, for people reading the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// A command run (or, in a dry run, that would be run), with its argv.
+    Run { argv: Vec<String>, purpose: String },
+    /// A file written atomically, with its full contents.
+    Write { path: String, contents: String },
+    /// An API call with its parameters.
+    Call {
+        service: String,
+        operation: String,
+        params: serde_json::Value,
+    },
+    /// A wait the dry run skips (bakes, approvals, rollouts becoming ready).
+    Wait { what: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    Started {
+        name: String,
+        strategy: String,
+        backend: String,
+        stages: usize,
+        dry_run: bool,
+    },
+    StageStarted {
+        stage: usize,
+        stages: usize,
+        weight: f64,
+        previous_weight: f64,
+    },
+    WeightApplied {
+        stage: usize,
+        weight: f64,
+    },
+    /// A backend action or a hook: done, or in a dry run, what would be done.
+    Action {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stage: Option<usize>,
+        dry_run: bool,
+        #[serde(flatten)]
+        action: Action,
+    },
+    HookFinished {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        stage: Option<usize>,
+        argv: Vec<String>,
+        ok: bool,
+        detail: String,
+    },
+    BakeStarted {
+        stage: usize,
+        #[serde(with = "secs")]
+        bake: Duration,
+        #[serde(with = "secs")]
+        interval: Duration,
+        #[serde(with = "secs")]
+        max_hold: Duration,
+        metrics: Vec<String>,
+    },
+    Measured(Measurement),
+    /// The bake is over but the stage cannot advance yet.
+    Holding {
+        stage: usize,
+        reasons: Vec<String>,
+    },
+    AwaitingApproval {
+        stage: usize,
+        how: String,
+    },
+    Approved {
+        stage: usize,
+        by: String,
+    },
+    StagePassed {
+        stage: usize,
+        weight: f64,
+        #[serde(with = "secs")]
+        elapsed: Duration,
+    },
+    Interrupted {
+        signal: String,
+        action: String,
+    },
+    RollingBack {
+        reason: String,
+    },
+    Warning {
+        message: String,
+    },
+    Finished(Outcome),
+}
+
+/// Durations in JSON events are seconds, as a number.
+mod secs {
+    use std::time::Duration;
+
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+/// An event with when it happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stamped {
+    #[serde(with = "rfc3339")]
+    pub time: SystemTime,
+    #[serde(flatten)]
+    pub event: Event,
+}
+
+mod rfc3339 {
+    use std::time::SystemTime;
+
+    pub fn serialize<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(*t))
+    }
+}
+
+/// Anything that renders events: a terminal, a log, a JSON stream, an evidence file.
+pub trait Reporter: Send + Sync {
+    fn report(&self, event: &Stamped);
+}
+
+/// Hands each event, stamped with the time, to every reporter.
+#[derive(Clone, Default)]
+pub struct Emitter {
+    reporters: Vec<Arc<dyn Reporter>>,
+}
+
+impl Emitter {
+    pub fn new(reporters: Vec<Arc<dyn Reporter>>) -> Self {
+        Emitter { reporters }
+    }
+
+    pub fn emit(&self, event: Event) {
+        let stamped = Stamped {
+            time: SystemTime::now(),
+            event,
+        };
+        for reporter in &self.reporters {
+            reporter.report(&stamped);
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The rollout engine: a state machine over the plan's stages.
+//!
+//! For each stage it applies the weight through the backend (which confirms it), runs the
+//! stage's hooks, then bakes while polling the gating metrics, and advances only on enough
+//! valid, passing evidence. A breach rolls back at once; a stage that cannot conclude within
+//! `max_hold` does what `on_timeout` says; an interrupt does what `on_interrupt` says.
+//! The engine never prints: it emits events.
+
+pub mod approval;
+mod bake;
+pub mod event;
+mod hooks;
+pub mod verdict;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use crate::backend::{Backend, Executor, WeightChange};
+use crate::metrics::Probe;
+use crate::plan::{HaltAction, HookEvent, Plan, Stage, Weight};
+use approval::Approver;
+use event::{Emitter, Event, Outcome, OutcomeKind};
+
+/// How many times a rollback is tried before the run gives up and says traffic is unknown.
+const ROLLBACK_ATTEMPTS: u32 = 3;
+const ROLLBACK_PAUSE: Duration = Duration::from_secs(2);
+
+fn change_at(stage: usize, weight: Weight, previous: Weight) -> WeightChange {
+    WeightChange {
+        stage,
+        weight,
+        previous,
+    }
+}
+
+/// Why a run stops short of promotion.
+#[derive(Debug, Clone, PartialEq)]
+enum Halt {
+    /// Return traffic to stable: a breach, a failed hook, a refused approval, ...
+    Rollback(String),
+    /// Leave traffic where it is, deliberately.
+    Pause(String),
+    /// Something broke (backend or I/O): return traffic to stable, then report a failure.
+    Failure(String),
+}
+
+impl Halt {
+    fn by(action: HaltAction, reason: String) -> Halt {
+        match action {
+            HaltAction::Rollback => Halt::Rollback(reason),
+            HaltAction::Pause => Halt::Pause(reason),
+        }
+    }
+}
+
+/// Everything a run needs, wired up by the caller (the CLI, or a test).
+pub struct Engine {
+    pub plan: Arc<Plan>,
+    pub backend: Box<dyn Backend>,
+    /// One probe per metric of the plan, in the same order.
+    pub probes: Vec<Arc<dyn Probe>>,
+    pub exec: Arc<dyn Executor>,
+    pub events: Emitter,
+    pub approver: Arc<dyn Approver>,
+    /// Each received SIGINT/SIGTERM, by name.
+    pub interrupts: mpsc::UnboundedReceiver<String>,
+    pub dry_run: bool,
+}
+
+struct State {
+    weight: Weight,
+    stage: usize,
+}
+
+impl Engine {
+    pub async fn run(mut self) -> Outcome {
+        let plan = self.plan.clone();
+        self.events.emit(Event::Started {
+            name: plan.name.to_string(),
+            strategy: format!("{:?}", plan.strategy).to_lowercase(),
+            backend: self.backend.describe(),
+            stages: plan.stages.len(),
+            dry_run: self.dry_run,
+        });
+        self.plan_hooks(
+            HookEvent::Started,
+            change_at(0, Weight::ZERO, Weight::ZERO),
+            None,
+        )
+        .await;
+        if let Err(e) = self.backend.preflight().await {
+            let outcome = Outcome {
+                kind: OutcomeKind::Failed,
+                reason: format!("The preflight check failed, so nothing was changed: {e}."),
+                weight: None,
+            };
+            return self.finish(outcome);
+        }
+        let mut state = State {
+            weight: Weight::ZERO,
+            stage: 0,
+        };
+        for stage in &plan.stages {
+            if let Err(halt) = self.run_stage(stage, &mut state).await {
+                return self.halt(halt, &state).await;
+            }
+        }
+        if let Err(e) = self.backend.promote().await {
+            let halt = Halt::Failure(format!("promoting the new version failed: {e}"));
+            return self.halt(halt, &state).await;
+        }
+        self.plan_hooks(
+            HookEvent::Promoted,
+            change_at(state.stage, Weight::FULL, Weight::FULL),
+            None,
+        )
+        .await;
+        let reason = if self.dry_run {
+            "Dry run complete: every stage was walked through and nothing was changed.".to_string()
+        } else {
+            format!(
+                "Every stage passed its gates and {} of traffic is on the new version.",
+                Weight::FULL
+            )
+        };
+        let outcome = Outcome {
+            kind: OutcomeKind::Promoted,
+            reason,
+            weight: Some(100.0),
+        };
+        self.finish(outcome)
+    }
+
+    async fn run_stage(&mut self, stage: &Stage, state: &mut State) -> Result<(), Halt> {
+        self.check_interrupt()?;
+        let change = WeightChange {
+            stage: stage.number,
+            weight: stage.weight,
+            previous: state.weight,
+        };
+        self.events.emit(Event::StageStarted {
+            stage: stage.number,
+            stages: self.plan.stages.len(),
+            weight: stage.weight.percent(),
+            previous_weight: state.weight.percent(),
+        });
+        self.plan_hooks(HookEvent::StageStarted, change, None).await;
+        state.stage = stage.number;
+        // From here on the backend may be at the new weight, whatever the result says.
+        state.weight = stage.weight;
+        if let Err(e) = self.backend.set_weight(change).await {
+            return Err(Halt::Failure(format!(
+                "stage {} could not set the weight to {}: {e}",
+                stage.number, stage.weight
+            )));
+        }
+        self.events.emit(Event::WeightApplied {
+            stage: stage.number,
+            weight: stage.weight.percent(),
+        });
+        self.check_interrupt()?;
+        for hook in &stage.hooks {
+            let env = hooks::stage_env(&self.plan, change);
+            if let Err(failure) =
+                hooks::run(&*self.exec, &self.events, hook, env, Some(stage.number)).await
+            {
+                return Err(Halt::Rollback(format!(
+                    "stage {}'s hook `{}` failed: {failure}",
+                    stage.number, hook.run
+                )));
+            }
+            self.check_interrupt()?;
+        }
+        let started = tokio::time::Instant::now();
+        self.bake(stage).await?;
+        self.events.emit(Event::StagePassed {
+            stage: stage.number,
+            weight: stage.weight.percent(),
+            elapsed: started.elapsed(),
+        });
+        self.plan_hooks(HookEvent::StagePassed, change, None).await;
+        Ok(())
+    }
+
+    /// An interrupt received while the engine was busy (a backend change, a hook) is acted on
+    /// as soon as that step is done: steps are never abandoned half-way.
+    fn check_interrupt(&mut self) -> Result<(), Halt> {
+        match self.interrupts.try_recv() {
+            Ok(signal) => Err(self.interrupted(&signal)),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn interrupted(&self, signal: &str) -> Halt {
+        let action = self.plan.on_interrupt;
+        self.events.emit(Event::Interrupted {
+            signal: signal.to_string(),
+            action: action.to_string(),
+        });
+        Halt::by(
+            action,
+            format!("the run was interrupted by {signal} (on_interrupt = \"{action}\")"),
+        )
+    }
+
+    async fn halt(mut self, halt: Halt, state: &State) -> Outcome {
+        let (reason, failure) = match halt {
+            Halt::Pause(reason) => {
+                self.plan_hooks(
+                    HookEvent::Paused,
+                    change_at(state.stage, state.weight, state.weight),
+                    Some(&reason),
+                )
+                .await;
+                let outcome = Outcome {
+                    kind: OutcomeKind::Paused,
+                    reason: format!(
+                        "Paused at {} in stage {}: {reason}. Run `rollout resume` or `rollout rollback` to continue.",
+                        state.weight, state.stage
+                    ),
+                    weight: Some(state.weight.percent()),
+                };
+                return self.finish(outcome);
+            }
+            Halt::Rollback(reason) => (reason, false),
+            Halt::Failure(reason) => (reason, true),
+        };
+        self.events.emit(Event::RollingBack {
+            reason: reason.clone(),
+        });
+        if let Err(e) = self.rollback_with_retries().await {
+            let outcome = Outcome {
+                kind: OutcomeKind::RollbackFailed,
+                reason: format!(
+                    "Rolling back failed after {ROLLBACK_ATTEMPTS} attempts ({e}); traffic is in an unknown state and a person must act. The rollback was started because {reason}."
+                ),
+                weight: None,
+            };
+            return self.finish(outcome);
+        }
+        self.plan_hooks(
+            HookEvent::RolledBack,
+            change_at(state.stage, Weight::ZERO, state.weight),
+            Some(&reason),
+        )
+        .await;
+        let outcome = if failure {
+            Outcome {
+                kind: OutcomeKind::Failed,
+                reason: format!(
+                    "Could not proceed: {reason}. Traffic was returned to the stable version."
+                ),
+                weight: Some(0.0),
+            }
+        } else {
+            Outcome {
+                kind: OutcomeKind::RolledBack,
+                reason: format!("Rolled back to the stable version because {reason}."),
+                weight: Some(0.0),
+            }
+        };
+        self.finish(outcome)
+    }
+
+    async fn rollback_with_retries(&mut self) -> Result<(), crate::backend::BackendError> {
+        let mut attempt = 1;
+        loop {
+            match self.backend.rollback().await {
+                Ok(()) => return Ok(()),
+                Err(e) if attempt >= ROLLBACK_ATTEMPTS => return Err(e),
+                Err(e) => {
+                    self.events.emit(Event::Warning {
+                        message: format!("rollback attempt {attempt} failed, retrying: {e}"),
+                    });
+                    tokio::time::sleep(ROLLBACK_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    async fn plan_hooks(&self, on: HookEvent, at: WeightChange, reason: Option<&str>) {
+        hooks::run_plan_hooks(&*self.exec, &self.events, &self.plan, on, at, reason).await;
+    }
+
+    fn finish(&self, outcome: Outcome) -> Outcome {
+        self.events.emit(Event::Finished(outcome.clone()));
+        outcome
+    }
+}

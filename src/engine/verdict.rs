@@ -1,0 +1,374 @@
+//! The verdict rules of the plan contract, as pure functions over measurements.
+//!
+//! Nothing here does I/O or reads a clock, so every rule is pinned down by table tests.
+
+use serde::Serialize;
+
+use crate::plan::{Metric, MetricMode, OnNoData};
+
+/// What one reading of a metric said, before any rule is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    /// The source answered with a number, and with the baseline's number when the metric has one.
+    Value { value: f64, baseline: Option<f64> },
+    /// The source answered but had no value (empty vector, NaN, +Inf, missing baseline).
+    NoData,
+    /// The source could not be reached, timed out or answered garbage.
+    Error(String),
+}
+
+/// The verdict of one measurement, after the metric's `on_no_data` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Breach,
+    Gray,
+    NoData,
+    Error,
+}
+
+impl Verdict {
+    /// Pass, gray and breach are valid evidence; no data and errors are not.
+    pub fn is_valid(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Gray | Verdict::Breach)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Breach => "breach",
+            Verdict::Gray => "gray",
+            Verdict::NoData => "no data",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// Judges one reading against the metric's conditions. A breach wins over a pass: when both
+/// hold, the release is in trouble.
+pub fn judge(metric: &Metric, reading: &Reading) -> Verdict {
+    match reading {
+        Reading::Error(_) => Verdict::Error,
+        Reading::NoData => match metric.on_no_data {
+            OnNoData::Inconclusive => Verdict::NoData,
+            OnNoData::Fail => Verdict::Breach,
+            OnNoData::Pass => Verdict::Pass,
+        },
+        Reading::Value { value, baseline } => {
+            let needs_baseline = [&metric.advance, &metric.rollback]
+                .into_iter()
+                .flatten()
+                .any(|c| c.uses_baseline());
+            if needs_baseline && baseline.is_none() {
+                return judge(metric, &Reading::NoData);
+            }
+            let breach = metric
+                .rollback
+                .as_ref()
+                .is_some_and(|c| c.holds(*value, *baseline) == Some(true));
+            // An advance condition that cannot be computed does not hold: no promotion on
+            // evidence that cannot be judged.
+            let pass = metric
+                .advance
+                .as_ref()
+                .is_none_or(|c| c.holds(*value, *baseline) == Some(true));
+            match (breach, pass) {
+                (true, _) => Verdict::Breach,
+                (false, true) => Verdict::Pass,
+                (false, false) => Verdict::Gray,
+            }
+        }
+    }
+}
+
+/// A metric's measurements within the current stage.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct History {
+    verdicts: Vec<Verdict>,
+    breach_streak: u32,
+}
+
+impl History {
+    /// A breach streak counts consecutive valid measurements: a pass or gray ends it; no data
+    /// and errors neither extend nor end it.
+    pub fn record(&mut self, verdict: Verdict) {
+        self.verdicts.push(verdict);
+        match verdict {
+            Verdict::Breach => self.breach_streak += 1,
+            Verdict::Pass | Verdict::Gray => self.breach_streak = 0,
+            Verdict::NoData | Verdict::Error => {}
+        }
+    }
+
+    pub fn breach_streak(&self) -> u32 {
+        self.breach_streak
+    }
+
+    pub fn total(&self) -> usize {
+        self.verdicts.len()
+    }
+
+    pub fn valid(&self) -> usize {
+        self.verdicts.iter().filter(|v| v.is_valid()).count()
+    }
+
+    pub fn last(&self) -> Option<Verdict> {
+        self.verdicts.last().copied()
+    }
+}
+
+/// Where one enforced metric stands in its stage.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    /// `rollback_after` consecutive breaches: roll back now.
+    Breached,
+    /// Enough valid, passing evidence to advance.
+    Ready,
+    /// Not yet: why, in words a person understands.
+    Holding(String),
+}
+
+/// Applies the advancement and rollback rules to one metric's history in the current stage.
+pub fn standing(metric: &Metric, history: &History) -> Standing {
+    if metric.mode == MetricMode::Warn {
+        return Standing::Ready;
+    }
+    if history.breach_streak() >= metric.rollback_after {
+        return Standing::Breached;
+    }
+    let min = metric.min_samples as usize;
+    let valid: Vec<Verdict> = history
+        .verdicts
+        .iter()
+        .copied()
+        .filter(|v| v.is_valid())
+        .collect();
+    if valid.len() < min {
+        return Standing::Holding(format!(
+            "{} valid measurement{} of {min} needed",
+            valid.len(),
+            if valid.len() == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(not_pass) = valid[valid.len() - min..]
+        .iter()
+        .find(|v| **v != Verdict::Pass)
+    {
+        return Standing::Holding(if min == 1 {
+            format!("the latest measurement is {}", not_pass.as_str())
+        } else {
+            format!("not all of the latest {min} measurements pass")
+        });
+    }
+    let coverage = valid.len() as f64 / history.total() as f64;
+    if coverage < metric.min_coverage {
+        return Standing::Holding(format!(
+            "only {:.0}% of measurements were valid, {:.0}% needed",
+            coverage * 100.0,
+            metric.min_coverage * 100.0
+        ));
+    }
+    Standing::Ready
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::condition::parse;
+    use crate::plan::{Name, Query};
+    use Verdict::*;
+
+    fn metric(advance: Option<&str>, rollback: Option<&str>) -> Metric {
+        Metric {
+            name: Name::parse("m").unwrap(),
+            source: 0,
+            query: Query::Prometheus {
+                query: "q".into(),
+                baseline: Some("b".into()),
+                reduce: None,
+            },
+            advance: advance.map(|a| parse(a).unwrap()),
+            rollback: rollback.map(|r| parse(r).unwrap()),
+            rollback_after: 1,
+            min_samples: 1,
+            min_coverage: 0.5,
+            on_no_data: OnNoData::Inconclusive,
+            mode: MetricMode::Enforce,
+        }
+    }
+
+    fn value(v: f64) -> Reading {
+        Reading::Value {
+            value: v,
+            baseline: None,
+        }
+    }
+
+    #[test]
+    fn judges_readings() {
+        let both = metric(Some("< 0.01"), Some("> 0.05"));
+        let vs_baseline = metric(Some("<= baseline * 1.1"), Some("> baseline * 2"));
+        let rollback_only = metric(None, Some("> 0.05"));
+        let advance_only = metric(Some("< 0.01"), None);
+        let overlapping = metric(Some("< 10"), Some("> 5"));
+        let with_baseline = |v, b| Reading::Value {
+            value: v,
+            baseline: Some(b),
+        };
+        let cases: Vec<(&Metric, Reading, Verdict)> = vec![
+            (&both, value(0.005), Pass),
+            (&both, value(0.01), Gray),
+            (&both, value(0.05), Gray),
+            (&both, value(0.051), Breach),
+            (&both, Reading::NoData, NoData),
+            (&both, Reading::Error("down".into()), Error),
+            (&rollback_only, value(0.04), Pass),
+            (&rollback_only, value(0.06), Breach),
+            (&advance_only, value(0.5), Gray),
+            (&advance_only, value(0.001), Pass),
+            (&overlapping, value(7.0), Breach),
+            (&vs_baseline, with_baseline(1.0, 1.0), Pass),
+            (&vs_baseline, with_baseline(1.5, 1.0), Gray),
+            (&vs_baseline, with_baseline(2.5, 1.0), Breach),
+            // A condition on the baseline cannot be judged without one.
+            (&vs_baseline, value(1.0), NoData),
+            (&both, value(f64::NAN), Gray),
+        ];
+        for (i, (m, reading, expected)) in cases.into_iter().enumerate() {
+            assert_eq!(judge(m, &reading), expected, "case {i}: {reading:?}");
+        }
+    }
+
+    #[test]
+    fn no_data_counts_as_on_no_data_says() {
+        let mut m = metric(Some("< 1"), Some("> 2"));
+        for (policy, expected) in [
+            (OnNoData::Inconclusive, NoData),
+            (OnNoData::Fail, Breach),
+            (OnNoData::Pass, Pass),
+        ] {
+            m.on_no_data = policy;
+            assert_eq!(judge(&m, &Reading::NoData), expected, "{policy:?}");
+            // Errors are never a breach, whatever the policy.
+            assert_eq!(judge(&m, &Reading::Error("x".into())), Error);
+        }
+    }
+
+    fn history(verdicts: &[Verdict]) -> History {
+        let mut h = History::default();
+        for v in verdicts {
+            h.record(*v);
+        }
+        h
+    }
+
+    #[test]
+    fn breach_streaks_skip_missing_evidence() {
+        let cases: &[(&[Verdict], u32)] = &[
+            (&[Breach, Breach], 2),
+            (&[Breach, NoData, Breach], 2),
+            (&[Breach, Error, Error, Breach], 2),
+            (&[Breach, Gray, Breach], 1),
+            (&[Breach, Pass], 0),
+            (&[NoData, Error], 0),
+        ];
+        for (verdicts, streak) in cases {
+            assert_eq!(history(verdicts).breach_streak(), *streak, "{verdicts:?}");
+        }
+    }
+
+    #[test]
+    fn standing_follows_the_contract() {
+        let holding = |s: &str| Standing::Holding(s.to_string());
+        // (rollback_after, min_samples, min_coverage, history, expected)
+        let cases: Vec<(u32, u32, f64, Vec<Verdict>, Standing)> = vec![
+            (
+                1,
+                1,
+                0.5,
+                vec![],
+                holding("0 valid measurements of 1 needed"),
+            ),
+            (1, 1, 0.5, vec![Pass], Standing::Ready),
+            (1, 1, 0.5, vec![Breach], Standing::Breached),
+            (
+                2,
+                1,
+                0.5,
+                vec![Breach],
+                holding("the latest measurement is breach"),
+            ),
+            (2, 1, 0.5, vec![Breach, Error, Breach], Standing::Breached),
+            (
+                2,
+                1,
+                0.5,
+                vec![Breach, Pass, Breach],
+                holding("the latest measurement is breach"),
+            ),
+            (
+                1,
+                1,
+                0.5,
+                vec![Gray],
+                holding("the latest measurement is gray"),
+            ),
+            (
+                1,
+                3,
+                0.5,
+                vec![Pass, Pass],
+                holding("2 valid measurements of 3 needed"),
+            ),
+            (1, 3, 0.5, vec![Pass, Pass, Pass], Standing::Ready),
+            (1, 2, 0.5, vec![Gray, Pass, Pass], Standing::Ready),
+            (
+                1,
+                2,
+                0.5,
+                vec![Pass, Gray, Pass],
+                holding("not all of the latest 2 measurements pass"),
+            ),
+            // Missing evidence between passes is skipped, but counts against coverage.
+            (1, 2, 0.5, vec![Pass, NoData, Pass], Standing::Ready),
+            (
+                1,
+                1,
+                0.5,
+                vec![Error, Error, Pass],
+                holding("only 33% of measurements were valid, 50% needed"),
+            ),
+            (1, 1, 0.5, vec![Error, Pass], Standing::Ready),
+            (1, 1, 0.0, vec![Error, Error, Error, Pass], Standing::Ready),
+            (
+                1,
+                1,
+                0.5,
+                vec![NoData],
+                holding("0 valid measurements of 1 needed"),
+            ),
+        ];
+        for (i, (rollback_after, min_samples, min_coverage, verdicts, expected)) in
+            cases.into_iter().enumerate()
+        {
+            let mut m = metric(Some("< 1"), Some("> 2"));
+            m.rollback_after = rollback_after;
+            m.min_samples = min_samples;
+            m.min_coverage = min_coverage;
+            assert_eq!(
+                standing(&m, &history(&verdicts)),
+                expected,
+                "case {i}: {verdicts:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn warn_mode_never_gates() {
+        let mut m = metric(Some("< 1"), Some("> 2"));
+        m.mode = MetricMode::Warn;
+        assert_eq!(standing(&m, &history(&[Breach, Breach])), Standing::Ready);
+        assert_eq!(standing(&m, &history(&[])), Standing::Ready);
+    }
+}

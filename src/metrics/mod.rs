@@ -1,0 +1,203 @@
+//! Metric sources. Each source type is one file implementing `Probe`; `build` picks it.
+//! A probe reads one metric (and its baseline) and says what it found: a number, no data, or
+//! an error. Judging the number is the engine's business (`engine::verdict`).
+
+pub mod command;
+pub mod http_json;
+pub mod prometheus;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::engine::verdict::Reading;
+use crate::plan::template::{MissingVar, Template};
+use crate::plan::{Headers, Metric, Plan, Query, SourceKind};
+
+/// Which of a metric's two queries to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Which {
+    Value,
+    Baseline,
+}
+
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum ProbeError {
+    #[error("no answer within {}", humantime::format_duration(*.0))]
+    Timeout(Duration),
+    #[error("cannot reach the source: {0}")]
+    Unreachable(String),
+    #[error("the source answered HTTP {status}: {message}")]
+    Http { status: u16, message: String },
+    #[error("unusable answer: {0}")]
+    Malformed(String),
+    #[error("{0}")]
+    Command(String),
+}
+
+#[async_trait]
+pub trait Probe: Send + Sync {
+    /// What is read, for people; never contains a header value.
+    fn describe(&self, which: Which) -> String;
+
+    /// One reading: `Ok(None)` when the source answered without a value.
+    async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError>;
+}
+
+#[derive(Debug, Error)]
+pub enum SetupError {
+    #[error("source `{source_name}`: {var} (it is used in the source's url or headers)")]
+    Env {
+        source_name: String,
+        var: MissingVar,
+    },
+    #[error("source `{source_name}`: invalid header `{header}`")]
+    Header { source_name: String, header: String },
+    #[error("cannot set up the HTTP client: {0}")]
+    Client(String),
+}
+
+/// One shared HTTP client: connection reuse across polls, TLS verified (rustls, webpki roots).
+pub fn http_client() -> Result<reqwest::Client, SetupError> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .user_agent(concat!("rollout/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SetupError::Client(e.to_string()))
+}
+
+/// Builds the probe of every metric, resolving `${VAR}`s now, before anything is touched.
+pub fn build_all(plan: &Plan, client: &reqwest::Client) -> Result<Vec<Arc<dyn Probe>>, SetupError> {
+    plan.metrics
+        .iter()
+        .map(|m| build(plan, m, client))
+        .collect()
+}
+
+fn build(
+    plan: &Plan,
+    metric: &Metric,
+    client: &reqwest::Client,
+) -> Result<Arc<dyn Probe>, SetupError> {
+    let source = &plan.sources[metric.source];
+    let name = source.name.as_str();
+    let resolve = |t: &Template| {
+        t.resolve_env().map_err(|var| SetupError::Env {
+            source_name: name.to_string(),
+            var,
+        })
+    };
+    Ok(match (&source.kind, &metric.query) {
+        (
+            SourceKind::Prometheus { url, headers },
+            Query::Prometheus {
+                query,
+                baseline,
+                reduce,
+            },
+        ) => Arc::new(prometheus::Prometheus {
+            client: client.clone(),
+            base_url: resolve(url)?,
+            url_shown: url.to_string(),
+            headers: header_map(name, headers, &resolve)?,
+            timeout: source.timeout,
+            query: query.clone(),
+            baseline: baseline.clone(),
+            reduce: *reduce,
+        }),
+        (
+            SourceKind::HttpJson { url, headers },
+            Query::HttpJson {
+                url: own_url,
+                path,
+                baseline_path,
+            },
+        ) => {
+            let url = own_url.as_ref().unwrap_or(url);
+            Arc::new(http_json::HttpJson {
+                client: client.clone(),
+                url: resolve(url)?,
+                url_shown: url.to_string(),
+                headers: header_map(name, headers, &resolve)?,
+                timeout: source.timeout,
+                path: path.clone(),
+                baseline_path: baseline_path.clone(),
+            })
+        }
+        (SourceKind::Command, Query::Command { run, baseline_run }) => {
+            Arc::new(command::CommandProbe {
+                run: run.clone(),
+                baseline_run: baseline_run.clone(),
+                timeout: source.timeout,
+                metric: metric.name.to_string(),
+            })
+        }
+        _ => unreachable!("validation pairs every metric's query with its source's kind"),
+    })
+}
+
+fn header_map(
+    source: &str,
+    headers: &Headers,
+    resolve: &dyn Fn(&Template) -> Result<String, SetupError>,
+) -> Result<reqwest::header::HeaderMap, SetupError> {
+    let mut map = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        let bad = || SetupError::Header {
+            source_name: source.to_string(),
+            header: name.clone(),
+        };
+        let header_name =
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).map_err(|_| bad())?;
+        let mut header_value =
+            reqwest::header::HeaderValue::from_str(&resolve(value)?).map_err(|_| bad())?;
+        // Keeps the value out of reqwest's and our Debug output.
+        header_value.set_sensitive(true);
+        map.insert(header_name, header_value);
+    }
+    Ok(map)
+}
+
+/// Reads a metric and, when it has one, its baseline, at the same moment.
+pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
+    let value = probe.read(Which::Value);
+    let result = if metric.query.has_baseline() {
+        let (value, baseline) = tokio::join!(value, probe.read(Which::Baseline));
+        match (value, baseline) {
+            (Err(e), _) => return Reading::Error(e.to_string()),
+            (_, Err(e)) => return Reading::Error(format!("baseline: {e}")),
+            (Ok(v), Ok(b)) => (v, b),
+        }
+    } else {
+        match value.await {
+            Ok(v) => (v, None),
+            Err(e) => return Reading::Error(e.to_string()),
+        }
+    };
+    match result {
+        (Some(value), baseline) => Reading::Value { value, baseline },
+        (None, _) => Reading::NoData,
+    }
+}
+
+/// Turns a reqwest failure into a probe error without the URL, which may hold a secret.
+pub fn transport_error(e: reqwest::Error, timeout: Duration) -> ProbeError {
+    if e.is_timeout() {
+        return ProbeError::Timeout(timeout);
+    }
+    let e = e.without_url();
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        message = format!("{message}: {inner}");
+        source = inner.source();
+    }
+    ProbeError::Unreachable(message)
+}
+
+/// Only finite numbers are values; NaN and infinities mean the source had nothing usable.
+pub fn finite(value: f64) -> Option<f64> {
+    value.is_finite().then_some(value)
+}

@@ -1,0 +1,497 @@
+//! The `[backend]` table: which fields each backend type and mode takes, and their checks.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::diagnostic::Diagnostic;
+use super::model::*;
+use super::raw::RawBackend;
+use super::reader::Table;
+
+const TYPES: [&str; 4] = ["nginx", "kubectl", "ecs", "command"];
+
+/// Every backend field, with the type (and mode) it belongs to, so that a field given for the
+/// wrong type is reported as such rather than as unknown.
+const FIELD_OWNERS: &[(&str, &str)] = &[
+    ("upstream_file", "nginx"),
+    ("upstream", "nginx"),
+    ("stable", "nginx"),
+    ("canary", "nginx"),
+    ("test_command", "nginx"),
+    ("reload_command", "nginx"),
+    ("verify_command", "nginx"),
+    ("extra", "nginx"),
+    ("command_timeout", "nginx"),
+    ("kubectl", "kubectl"),
+    ("kubeconfig", "kubectl"),
+    ("context", "kubectl"),
+    ("namespace", "kubectl"),
+    ("rollout_timeout", "kubectl"),
+    ("stable_deployment", "kubectl (mode = \"replicas\")"),
+    ("canary_deployment", "kubectl (mode = \"replicas\")"),
+    ("replicas", "kubectl (mode = \"replicas\")"),
+    ("route", "kubectl (mode = \"gateway\")"),
+    (
+        "stable_service",
+        "kubectl (mode = \"gateway\") or ecs (mode = \"alb\")",
+    ),
+    (
+        "canary_service",
+        "kubectl (mode = \"gateway\") or ecs (mode = \"alb\")",
+    ),
+    ("container", "kubectl (mode = \"replicas\") or ecs"),
+    ("image", "kubectl (mode = \"replicas\") or ecs"),
+    ("mode", "kubectl or ecs"),
+    ("cluster", "ecs"),
+    ("region", "ecs"),
+    ("endpoint_url", "ecs"),
+    ("deploy_timeout", "ecs"),
+    ("service", "ecs (mode = \"service\")"),
+    ("listener_arn", "ecs (mode = \"alb\")"),
+    ("rule_arn", "ecs (mode = \"alb\")"),
+    ("stable_target_group", "ecs (mode = \"alb\")"),
+    ("canary_target_group", "ecs (mode = \"alb\")"),
+    ("set_weight", "command"),
+    ("promote", "command"),
+    ("rollback", "command"),
+    ("verify", "command"),
+    ("timeout", "command"),
+];
+
+pub fn read_backend(table: &Table<'_, '_>) -> RawBackend {
+    let kind = table
+        .required("type", "type = \"nginx\"")
+        .and_then(|f| f.get().choice(&TYPES.map(|t| (t, t))));
+    let spec = match kind {
+        Some("nginx") => nginx(table).map(Backend::Nginx),
+        Some("kubectl") => kubectl(table).map(Backend::Kubectl),
+        Some("ecs") => ecs(table).map(Backend::Ecs),
+        Some(_) => command(table).map(Backend::Command),
+        None => None,
+    };
+    let this = kind.map(|k| format!("the {k} backend")).unwrap_or_default();
+    if kind.is_some() {
+        table.finish(|key| {
+            FIELD_OWNERS
+                .iter()
+                .find(|(field, _)| *field == key)
+                .map(|(_, owner)| {
+                    format!("`{key}` is a field of the {owner} backend, not of {this}")
+                })
+        });
+    }
+    RawBackend {
+        header: table.span(),
+        spec,
+    }
+}
+
+fn string(table: &Table<'_, '_>, key: &'static str, example: &str) -> Option<String> {
+    table
+        .required(key, example)
+        .and_then(|f| f.get().str().map(str::to_string))
+        .and_then(|s| non_empty(table, key, s))
+}
+
+fn non_empty(table: &Table<'_, '_>, key: &'static str, value: String) -> Option<String> {
+    if !value.trim().is_empty() {
+        return Some(value);
+    }
+    if let Some(f) = table.field(key) {
+        table.push(f.get().error("must not be empty").label("empty"));
+    }
+    None
+}
+
+fn optional_string(table: &Table<'_, '_>, key: &'static str) -> Option<String> {
+    table
+        .field(key)
+        .and_then(|f| f.get().str().map(str::to_string))
+}
+
+fn argv(table: &Table<'_, '_>, key: &'static str) -> Option<Argv> {
+    table
+        .field(key)
+        .and_then(|f| f.get().argv())
+        .and_then(Argv::new)
+}
+
+fn required_argv(table: &Table<'_, '_>, key: &'static str, example: &str) -> Option<Argv> {
+    table
+        .required(key, example)
+        .and_then(|f| f.get().argv())
+        .and_then(Argv::new)
+}
+
+fn duration(table: &Table<'_, '_>, key: &'static str, default: Duration) -> Duration {
+    table
+        .field(key)
+        .and_then(|f| f.get().duration())
+        .unwrap_or(default)
+}
+
+/// Fails (returns None) if any part failed, so a half-read backend never reaches the model.
+macro_rules! all_or_none {
+    ($($name:ident),+ $(,)?) => {
+        let ($(Some($name),)+) = ($($name,)+) else { return None; };
+    };
+}
+
+fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
+    let upstream_file = string(
+        table,
+        "upstream_file",
+        "upstream_file = \"/etc/nginx/conf.d/app-upstream.conf\"",
+    )
+    .map(PathBuf::from);
+    let upstream = string(table, "upstream", "upstream = \"app\"").and_then(|u| {
+        if u.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Some(u);
+        }
+        table.push(
+            table
+                .field("upstream")?
+                .get()
+                .error(format!("`{u}` is not a usable nginx upstream name"))
+                .label("invalid name")
+                .help("use letters, digits, `-`, `_` and `.`, as in the `proxy_pass http://NAME;` line"),
+        );
+        None
+    });
+    let stable = servers(table, "stable");
+    let canary = servers(table, "canary");
+    let extra = table.field("extra").map_or(Some(Vec::new()), |f| {
+        let lines = f.get().strings("extra = [\"keepalive 32;\"]")?;
+        let mut ok = true;
+        for line in &lines {
+            let text = line.value.trim();
+            if !text.ends_with(';') || text.contains(['{', '}', '\n']) {
+                ok = false;
+                table.push(
+                    Diagnostic::error(
+                        &f.path,
+                        line.span.clone(),
+                        "is not a single nginx directive",
+                    )
+                    .label("expected one directive ending in `;`")
+                    .help(
+                        "each entry is one line inside the upstream block, e.g. \"keepalive 32;\"",
+                    ),
+                );
+            }
+        }
+        ok.then(|| {
+            lines
+                .into_iter()
+                .map(|l| l.value.trim().to_string())
+                .collect()
+        })
+    });
+    let test_command = table.field("test_command").map_or_else(
+        || Argv::new(vec!["nginx".into(), "-t".into()]),
+        |f| f.get().argv().and_then(Argv::new),
+    );
+    let reload_command = table.field("reload_command").map_or_else(
+        || Argv::new(vec!["nginx".into(), "-s".into(), "reload".into()]),
+        |f| f.get().argv().and_then(Argv::new),
+    );
+    let verify_command = table
+        .field("verify_command")
+        .map(|f| f.get().argv().and_then(Argv::new));
+    let verify_ok = !matches!(verify_command, Some(None));
+    let command_timeout = duration(table, "command_timeout", Duration::from_secs(30));
+    all_or_none!(
+        upstream_file,
+        upstream,
+        stable,
+        canary,
+        extra,
+        test_command,
+        reload_command
+    );
+    if let Some(overlap) = stable.iter().find(|s| canary.contains(s)) {
+        table.push(
+            table
+                .field("canary")?
+                .get()
+                .error(format!(
+                    "`{overlap}` is listed in both `stable` and `canary`"
+                ))
+                .label("also a stable server")
+                .help("the stable and canary groups must be different servers"),
+        );
+        return None;
+    }
+    verify_ok.then(|| NginxBackend {
+        upstream_file,
+        upstream,
+        stable,
+        canary,
+        test_command,
+        reload_command,
+        verify_command: verify_command.flatten(),
+        extra,
+        command_timeout,
+    })
+}
+
+/// A non-empty list of `host:port` servers.
+fn servers(table: &Table<'_, '_>, key: &'static str) -> Option<Vec<String>> {
+    let f = table.required(key, &format!("{key} = [\"127.0.0.1:8080\"]"))?;
+    let items = f.get().strings("[\"10.0.0.1:8080\", \"10.0.0.2:8080\"]")?;
+    if items.is_empty() {
+        table.push(
+            f.get()
+                .error(format!("the {key} group has no servers"))
+                .label("empty")
+                .help("list at least one server as \"host:port\""),
+        );
+        return None;
+    }
+    let mut ok = true;
+    for item in &items {
+        if !is_host_port(&item.value) {
+            ok = false;
+            table.push(
+                Diagnostic::error(
+                    &f.path,
+                    item.span.clone(),
+                    format!("`{}` is not host:port", item.value),
+                )
+                .label("expected host:port")
+                .help("for example: \"10.0.0.1:8080\" or \"[::1]:8080\""),
+            );
+        }
+    }
+    ok.then(|| items.into_iter().map(|i| i.value).collect())
+}
+
+fn is_host_port(text: &str) -> bool {
+    let Some((host, port)) = text.rsplit_once(':') else {
+        return false;
+    };
+    let host_ok = !host.is_empty()
+        && host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.[]:_".contains(c));
+    host_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
+fn mode<'m>(table: &Table<'_, '_>, modes: &[&'m str]) -> Option<&'m str> {
+    let example = format!("mode = \"{}\"", modes[0]);
+    table.required("mode", &example).and_then(|f| {
+        f.get()
+            .choice(&modes.iter().map(|m| (*m, *m)).collect::<Vec<_>>())
+    })
+}
+
+fn kubectl(table: &Table<'_, '_>) -> Option<KubectlBackend> {
+    let namespace = string(table, "namespace", "namespace = \"default\"");
+    let mode = match mode(table, &["replicas", "gateway"]) {
+        Some("replicas") => replicas(table),
+        Some(_) => gateway(table),
+        None => None,
+    };
+    let kubectl = optional_string(table, "kubectl").unwrap_or_else(|| "kubectl".to_string());
+    let kubeconfig = optional_string(table, "kubeconfig").map(PathBuf::from);
+    let context = optional_string(table, "context");
+    let rollout_timeout = duration(table, "rollout_timeout", Duration::from_secs(300));
+    all_or_none!(namespace, mode);
+    Some(KubectlBackend {
+        kubectl,
+        kubeconfig,
+        context,
+        namespace,
+        mode,
+        rollout_timeout,
+    })
+}
+
+fn replicas(table: &Table<'_, '_>) -> Option<KubectlMode> {
+    let stable_deployment = string(table, "stable_deployment", "stable_deployment = \"app\"");
+    let canary_deployment = string(
+        table,
+        "canary_deployment",
+        "canary_deployment = \"app-canary\"",
+    );
+    let replicas = table
+        .required("replicas", "replicas = 10")
+        .and_then(|f| f.get().count(1, "replicas = 10"));
+    let container = string(table, "container", "container = \"app\"");
+    let image = string(table, "image", "image = \"registry.example.com/app:2.3.0\"");
+    all_or_none!(
+        stable_deployment,
+        canary_deployment,
+        replicas,
+        container,
+        image
+    );
+    Some(KubectlMode::Replicas {
+        stable_deployment,
+        canary_deployment,
+        replicas,
+        container,
+        image,
+    })
+}
+
+fn gateway(table: &Table<'_, '_>) -> Option<KubectlMode> {
+    let route = string(table, "route", "route = \"app\"");
+    let stable_service = string(table, "stable_service", "stable_service = \"app-stable\"");
+    let canary_service = string(table, "canary_service", "canary_service = \"app-canary\"");
+    all_or_none!(route, stable_service, canary_service);
+    Some(KubectlMode::Gateway {
+        route,
+        stable_service,
+        canary_service,
+    })
+}
+
+fn ecs(table: &Table<'_, '_>) -> Option<EcsBackend> {
+    let cluster = string(table, "cluster", "cluster = \"prod\"");
+    let mode = match mode(table, &["service", "alb"]) {
+        Some("service") => ecs_service(table),
+        Some(_) => alb(table),
+        None => None,
+    };
+    let region = optional_string(table, "region");
+    let endpoint_url = table.field("endpoint_url").and_then(|f| {
+        let f = f.get();
+        let url = f.str()?;
+        if url.starts_with("http://") || url.starts_with("https://") {
+            return Some(url.to_string());
+        }
+        table.push(
+            f.error("is not an http:// or https:// URL")
+                .label("expected a URL"),
+        );
+        None
+    });
+    let deploy_timeout = duration(table, "deploy_timeout", Duration::from_secs(600));
+    all_or_none!(cluster, mode);
+    Some(EcsBackend {
+        cluster,
+        region,
+        endpoint_url,
+        mode,
+        deploy_timeout,
+    })
+}
+
+fn ecs_service(table: &Table<'_, '_>) -> Option<EcsMode> {
+    let service = string(table, "service", "service = \"checkout\"");
+    let container = string(table, "container", "container = \"app\"");
+    let image = string(
+        table,
+        "image",
+        "image = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/app:2.3.0\"",
+    );
+    all_or_none!(service, container, image);
+    Some(EcsMode::Service {
+        service,
+        container,
+        image,
+    })
+}
+
+fn alb(table: &Table<'_, '_>) -> Option<EcsMode> {
+    let listener = optional_string(table, "listener_arn").map(AlbListener::Listener);
+    let rule = optional_string(table, "rule_arn").map(AlbListener::Rule);
+    let listener = match (listener, rule) {
+        (Some(l), None) | (None, Some(l)) => Some(l),
+        (Some(_), Some(_)) => {
+            table.push(
+                table
+                    .field("rule_arn")?
+                    .get()
+                    .error("give either `listener_arn` or `rule_arn`, not both")
+                    .label("second target")
+                    .help("use `rule_arn` when the canary split lives on a listener rule, `listener_arn` for the default action"),
+            );
+            None
+        }
+        (None, None) => {
+            table.push(
+                Diagnostic::error(
+                    table.path(),
+                    table.span(),
+                    "missing field `listener_arn` or `rule_arn`",
+                )
+                .label("the alb mode needs the listener or rule that forwards to the target groups")
+                .help("add listener_arn = \"arn:aws:elasticloadbalancing:...\""),
+            );
+            None
+        }
+    };
+    let stable_target_group = string(
+        table,
+        "stable_target_group",
+        "stable_target_group = \"arn:aws:elasticloadbalancing:...\"",
+    );
+    let canary_target_group = string(
+        table,
+        "canary_target_group",
+        "canary_target_group = \"arn:aws:elasticloadbalancing:...\"",
+    );
+    let canary_image = canary_image(table)?;
+    all_or_none!(listener, stable_target_group, canary_target_group);
+    Some(EcsMode::Alb {
+        listener,
+        stable_target_group,
+        canary_target_group,
+        canary_image,
+    })
+}
+
+/// `canary_service`, `container` and `image` go together: all three or none.
+/// The outer Option is None on error; the inner is whether they were given.
+fn canary_image(table: &Table<'_, '_>) -> Option<Option<CanaryImage>> {
+    let keys = ["canary_service", "container", "image"];
+    let given: Vec<Option<String>> = keys.iter().map(|k| optional_string(table, k)).collect();
+    match given.as_slice() {
+        [Some(service), Some(container), Some(image)] => Some(Some(CanaryImage {
+            service: service.clone(),
+            container: container.clone(),
+            image: image.clone(),
+        })),
+        [None, None, None] => Some(None),
+        _ => {
+            let missing: Vec<String> = keys
+                .iter()
+                .zip(&given)
+                .filter(|(_, v)| v.is_none())
+                .map(|(k, _)| format!("`{k}`"))
+                .collect();
+            table.push(
+                Diagnostic::error(table.path(), table.span(), format!("missing {}", missing.join(" and ")))
+                    .label("the canary image update needs `canary_service`, `container` and `image` together")
+                    .help("give all three to update the canary service's image first, or none"),
+            );
+            None
+        }
+    }
+}
+
+fn command(table: &Table<'_, '_>) -> Option<CommandBackend> {
+    let set_weight = required_argv(
+        table,
+        "set_weight",
+        "set_weight = [\"./scripts/set-weight.sh\"]",
+    );
+    let promote = table.field("promote").map(|_| argv(table, "promote"));
+    let rollback = table.field("rollback").map(|_| argv(table, "rollback"));
+    let verify = table.field("verify").map(|_| argv(table, "verify"));
+    let timeout = duration(table, "timeout", Duration::from_secs(60));
+    all_or_none!(set_weight);
+    // Each optional command is `Some(None)` when given but invalid: fail the backend then.
+    let bad = [&promote, &rollback, &verify]
+        .iter()
+        .any(|c| matches!(c, Some(None)));
+    (!bad).then(|| CommandBackend {
+        set_weight,
+        promote: promote.flatten(),
+        rollback: rollback.flatten(),
+        verify: verify.flatten(),
+        timeout,
+    })
+}

@@ -1,0 +1,130 @@
+//! The rollout plan: TOML text in, a validated `Plan` (or every problem with it) out.
+//!
+//! Reading happens in two steps, so that raw strings never reach the engine: `parse` turns the
+//! spanned TOML tree into a `RawPlan` (each field typed on its own), then `validate` checks the
+//! rules that span several fields and builds the model.
+
+mod backend_fields;
+pub mod condition;
+pub mod diagnostic;
+pub mod model;
+mod parse;
+mod raw;
+mod reader;
+pub mod template;
+mod validate;
+
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+use toml::de::DeTable;
+
+pub use diagnostic::{Diagnostic, Severity, SourceFile};
+pub use model::*;
+
+/// The outcome of checking one plan file: the plan when it is valid, and every diagnostic
+/// (errors and warnings) in file order either way.
+#[derive(Debug)]
+pub struct Checked {
+    pub file: SourceFile,
+    pub plan: Option<Plan>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Checked {
+    pub fn errors(&self) -> usize {
+        self.diagnostics.iter().filter(|d| d.is_error()).count()
+    }
+
+    pub fn warnings(&self) -> usize {
+        self.diagnostics.len() - self.errors()
+    }
+}
+
+#[derive(Debug, Error)]
+#[error("cannot read {path}: {source}")]
+pub struct ReadError {
+    pub path: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Reads and checks a plan file. Only an unreadable file is an `Err`; an invalid plan is a
+/// `Checked` without a plan.
+pub fn load(path: &Path) -> Result<Checked, ReadError> {
+    let bytes = std::fs::read(path).map_err(|source| ReadError {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let offset = e.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+            let d = Diagnostic::error("", offset..offset + 1, "the plan file is not valid UTF-8")
+                .label("invalid byte")
+                .help("save the file as UTF-8");
+            return Ok(Checked {
+                file: SourceFile::new(path, text),
+                plan: None,
+                diagnostics: vec![d],
+            });
+        }
+    };
+    Ok(check(SourceFile::new(path, text)))
+}
+
+/// Checks plan text that is already in memory.
+pub fn check(file: SourceFile) -> Checked {
+    let fingerprint = hex(&Sha256::digest(file.text.as_bytes()));
+    let (root, syntax_errors) = DeTable::parse_recoverable(&file.text);
+    if !syntax_errors.is_empty() {
+        let diagnostics = syntax_errors
+            .iter()
+            .map(|e| {
+                let span = e.span().unwrap_or(0..0);
+                Diagnostic::error("", span, "invalid TOML").label(e.message().trim().to_string())
+            })
+            .collect();
+        return Checked {
+            file,
+            plan: None,
+            diagnostics,
+        };
+    }
+    let cx = reader::Cx::new(&file.text);
+    let table = reader::Table::root(&cx, &root);
+    let raw = parse::read_plan(&table);
+    table.finish(top_level_owner);
+    let plan = validate::validate(&cx, raw, root.span(), fingerprint);
+    let mut diagnostics = cx.into_diagnostics();
+    // Stable order: by position, errors before warnings at the same place.
+    diagnostics.sort_by_key(|d| (d.span.start, d.severity));
+    Checked {
+        file,
+        plan,
+        diagnostics,
+    }
+}
+
+/// Fields people put at the top level that belong in a table.
+fn top_level_owner(key: &str) -> Option<String> {
+    match key {
+        "interval" | "bake" | "max_hold" | "on_timeout" | "on_interrupt" | "approval"
+        | "hook_timeout" => Some(format!(
+            "`{key}` goes under [defaults] (or in a [[stages]] entry)"
+        )),
+        "weight" => Some("`weight` belongs to each [[stages]] entry".to_string()),
+        "type" => Some("`type` belongs under [backend] or [sources.NAME]".to_string()),
+        "source" => {
+            Some("did you mean [sources.NAME]? (`source` is a field of each metric)".to_string())
+        }
+        "stage" | "metric" | "hook" => Some(format!("write the array of tables as [[{key}s]]")),
+        _ => None,
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,441 @@
+//! The validated plan: every value checked and typed, every reference resolved to an index.
+//! Nothing downstream of `plan::load` sees a raw string where a typed value belongs.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::condition::Condition;
+use super::template::Template;
+
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub name: Name,
+    pub description: Option<String>,
+    pub strategy: Strategy,
+    pub on_interrupt: HaltAction,
+    pub backend: Backend,
+    pub sources: Vec<Source>,
+    pub metrics: Vec<Metric>,
+    pub stages: Vec<Stage>,
+    pub hooks: Vec<PlanHook>,
+    /// SHA-256 of the plan file's bytes (hex), so a resumed run can tell the plan changed.
+    pub fingerprint: String,
+}
+
+/// A name matching `[a-z0-9][a-z0-9-]*`: safe in file names, labels and URLs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse(text: &str) -> Option<Name> {
+        let mut chars = text.chars();
+        let first_ok = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+        let rest_ok = chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        (first_ok && rest_ok).then(|| Name(text.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Canary,
+    BlueGreen,
+}
+
+/// A share of traffic in percent, 0..=100.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
+#[serde(transparent)]
+pub struct Weight(f64);
+
+impl Weight {
+    pub const ZERO: Weight = Weight(0.0);
+    pub const FULL: Weight = Weight(100.0);
+
+    pub fn new(percent: f64) -> Option<Weight> {
+        (0.0..=100.0).contains(&percent).then_some(Weight(percent))
+    }
+
+    pub fn percent(self) -> f64 {
+        self.0
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.0 == 0.0
+    }
+
+    pub fn is_full(self) -> bool {
+        self.0 == 100.0
+    }
+}
+
+impl fmt::Display for Weight {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // f64's Display already prints 25 as "25" and 0.1 as "0.1".
+        write!(f, "{}%", self.0)
+    }
+}
+
+/// What to do when a stage cannot conclude (max_hold) or the run is interrupted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HaltAction {
+    Rollback,
+    Pause,
+}
+
+impl fmt::Display for HaltAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            HaltAction::Rollback => "rollback",
+            HaltAction::Pause => "pause",
+        })
+    }
+}
+
+/// A command as an argv array; the program is the first element and it is never run by a shell.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Argv(Vec<String>);
+
+impl Argv {
+    /// `None` for an empty array: a command needs at least its program.
+    pub fn new(args: Vec<String>) -> Option<Argv> {
+        (!args.is_empty()).then_some(Argv(args))
+    }
+
+    pub fn program(&self) -> &str {
+        &self.0[0]
+    }
+
+    pub fn args(&self) -> &[String] {
+        &self.0[1..]
+    }
+
+    pub fn as_slice(&self) -> &[String] {
+        &self.0
+    }
+}
+
+impl fmt::Display for Argv {
+    /// Shell-like quoting, for showing a command to a person; never executed as text.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, arg) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            let plain = !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,@%+".contains(c));
+            if plain {
+                f.write_str(arg)?;
+            } else {
+                write!(f, "'{}'", arg.replace('\'', "'\\''"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hook {
+    pub run: Argv,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HookEvent {
+    Started,
+    StageStarted,
+    StagePassed,
+    Promoted,
+    RolledBack,
+    Paused,
+}
+
+impl HookEvent {
+    pub const ALL: [(&'static str, HookEvent); 6] = [
+        ("started", HookEvent::Started),
+        ("stage-started", HookEvent::StageStarted),
+        ("stage-passed", HookEvent::StagePassed),
+        ("promoted", HookEvent::Promoted),
+        ("rolled-back", HookEvent::RolledBack),
+        ("paused", HookEvent::Paused),
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        HookEvent::ALL
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map_or("", |(name, _)| name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanHook {
+    pub on: HookEvent,
+    pub hook: Hook,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stage {
+    /// 1-based, as people count stages and as `ROLLOUT_STAGE` reports them.
+    pub number: usize,
+    pub weight: Weight,
+    pub bake: Duration,
+    pub interval: Duration,
+    pub max_hold: Duration,
+    pub on_timeout: HaltAction,
+    pub approval: bool,
+    /// Indexes into `Plan::metrics` of the metrics measured in this stage (empty at weight 0).
+    pub metrics: Vec<usize>,
+    pub hooks: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Source {
+    pub name: Name,
+    pub kind: SourceKind,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceKind {
+    Prometheus { url: Template, headers: Headers },
+    HttpJson { url: Template, headers: Headers },
+    Command,
+}
+
+impl SourceKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            SourceKind::Prometheus { .. } => "prometheus",
+            SourceKind::HttpJson { .. } => "http-json",
+            SourceKind::Command => "command",
+        }
+    }
+}
+
+/// HTTP headers whose values are secrets: templates are resolved at run start and the values
+/// are never printed, logged or written to events.
+pub type Headers = Vec<(String, Template)>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnNoData {
+    Inconclusive,
+    Fail,
+    Pass,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricMode {
+    Enforce,
+    Warn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduce {
+    Max,
+    Min,
+    Sum,
+    Avg,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Metric {
+    pub name: Name,
+    /// Index into `Plan::sources`.
+    pub source: usize,
+    pub query: Query,
+    pub advance: Option<Condition>,
+    pub rollback: Option<Condition>,
+    pub rollback_after: u32,
+    pub min_samples: u32,
+    pub min_coverage: f64,
+    pub on_no_data: OnNoData,
+    pub mode: MetricMode,
+}
+
+/// How a metric is read from its source; the variant always matches the source's kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    Prometheus {
+        query: String,
+        baseline: Option<String>,
+        reduce: Option<Reduce>,
+    },
+    HttpJson {
+        url: Option<Template>,
+        path: String,
+        baseline_path: Option<String>,
+    },
+    Command {
+        run: Argv,
+        baseline_run: Option<Argv>,
+    },
+}
+
+impl Query {
+    pub fn has_baseline(&self) -> bool {
+        match self {
+            Query::Prometheus { baseline, .. } => baseline.is_some(),
+            Query::HttpJson { baseline_path, .. } => baseline_path.is_some(),
+            Query::Command { baseline_run, .. } => baseline_run.is_some(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    Nginx(NginxBackend),
+    Kubectl(KubectlBackend),
+    Ecs(EcsBackend),
+    Command(CommandBackend),
+}
+
+impl Backend {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Backend::Nginx(_) => "nginx",
+            Backend::Kubectl(_) => "kubectl",
+            Backend::Ecs(_) => "ecs",
+            Backend::Command(_) => "command",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NginxBackend {
+    pub upstream_file: PathBuf,
+    pub upstream: String,
+    pub stable: Vec<String>,
+    pub canary: Vec<String>,
+    pub test_command: Argv,
+    pub reload_command: Argv,
+    pub verify_command: Option<Argv>,
+    pub extra: Vec<String>,
+    pub command_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubectlBackend {
+    pub kubectl: String,
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    pub namespace: String,
+    pub mode: KubectlMode,
+    pub rollout_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum KubectlMode {
+    Replicas {
+        stable_deployment: String,
+        canary_deployment: String,
+        replicas: u32,
+        container: String,
+        image: String,
+    },
+    Gateway {
+        route: String,
+        stable_service: String,
+        canary_service: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct EcsBackend {
+    pub cluster: String,
+    pub region: Option<String>,
+    pub endpoint_url: Option<String>,
+    pub mode: EcsMode,
+    pub deploy_timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum EcsMode {
+    Service {
+        service: String,
+        container: String,
+        image: String,
+    },
+    Alb {
+        listener: AlbListener,
+        stable_target_group: String,
+        canary_target_group: String,
+        /// When set with `container` and `image`, the canary service gets the new image first.
+        canary_image: Option<CanaryImage>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AlbListener {
+    Listener(String),
+    Rule(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CanaryImage {
+    pub service: String,
+    pub container: String,
+    pub image: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CommandBackend {
+    pub set_weight: Argv,
+    pub promote: Option<Argv>,
+    pub rollback: Option<Argv>,
+    pub verify: Option<Argv>,
+    pub timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_pattern() {
+        for good in ["a", "checkout-api", "0day", "a-b-c-1"] {
+            assert!(Name::parse(good).is_some(), "{good}");
+        }
+        for bad in ["", "-a", "A", "a_b", "a.b", "é", "a b"] {
+            assert!(Name::parse(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn weights_print_as_percent_without_trailing_zeros() {
+        assert_eq!(Weight::new(25.0).unwrap().to_string(), "25%");
+        assert_eq!(Weight::new(0.1).unwrap().to_string(), "0.1%");
+        assert!(Weight::new(100.5).is_none());
+        assert!(Weight::new(-1.0).is_none());
+    }
+
+    #[test]
+    fn argv_display_quotes_what_a_shell_would_split() {
+        let argv = Argv::new(vec!["echo".into(), "a b".into(), "it's".into()]).unwrap();
+        assert_eq!(argv.to_string(), "echo 'a b' 'it'\\''s'");
+        assert!(Argv::new(vec![]).is_none());
+    }
+}

@@ -1,0 +1,456 @@
+//! TOML text to `RawPlan`: every field read, typed and located; every problem recorded.
+
+use super::backend_fields;
+use super::condition::{self, Condition};
+use super::diagnostic::{Diagnostic, Span};
+use super::model::{HaltAction, HookEvent, MetricMode, OnNoData, Reduce, Strategy};
+use super::raw::*;
+use super::reader::{At, Field, Table, join};
+use super::template::Template;
+
+const HALT_ACTIONS: [(&str, HaltAction); 2] = [
+    ("rollback", HaltAction::Rollback),
+    ("pause", HaltAction::Pause),
+];
+
+pub fn read_plan(root: &Table<'_, '_>) -> RawPlan {
+    let mut plan = RawPlan {
+        name: root
+            .required("name", "name = \"checkout-api\"")
+            .and_then(|f| f.get().string()),
+        description: root
+            .field("description")
+            .and_then(|f| f.get().str().map(str::to_string)),
+        strategy: root.field("strategy").and_then(|f| {
+            let f = f.get();
+            f.choice(&[
+                ("canary", Strategy::Canary),
+                ("blue-green", Strategy::BlueGreen),
+            ])
+            .map(|s| At::new(s, f.span()))
+        }),
+        ..RawPlan::default()
+    };
+    if let Some(table) = root.field("defaults").and_then(|f| f.get().table()) {
+        plan.defaults = read_defaults(&table);
+    }
+    plan.backend = root
+        .required("backend", "[backend] with type = \"nginx\"")
+        .and_then(|f| f.get().table())
+        .map(|table| backend_fields::read_backend(&table));
+    if let Some(table) = root.field("sources").and_then(|f| f.get().table()) {
+        plan.sources = table
+            .entries()
+            .into_iter()
+            .filter_map(|(name, f)| read_source(name, &f))
+            .collect();
+        table.finish(|_| None);
+    }
+    if let Some(f) = root.field("metrics") {
+        plan.metrics = tables(&f)
+            .iter()
+            .filter_map(|(path, f)| read_metric(path, f))
+            .collect();
+    }
+    if let Some(f) = root.required("stages", "[[stages]] with weight = 100") {
+        let stages = tables(&f)
+            .iter()
+            .filter_map(|(path, f)| read_stage(path, f))
+            .collect();
+        plan.stages = Some(At::new(stages, f.value.span()));
+    }
+    if let Some(f) = root.field("hooks") {
+        plan.hooks = tables(&f)
+            .iter()
+            .filter_map(|(_, f)| {
+                let table = f.get().table()?;
+                let hook = RawPlanHook {
+                    on: table
+                        .required("on", "on = \"rolled-back\"")
+                        .and_then(|f| f.get().choice(&HookEvent::ALL)),
+                    hook: read_hook(&table),
+                };
+                table.finish(|_| None);
+                Some(hook)
+            })
+            .collect();
+    }
+    plan
+}
+
+/// The elements of an array of tables, each with its indexed path (`stages[2]`).
+fn tables<'a, 'i>(f: &Field<'a, 'i>) -> Vec<(String, Field<'a, 'i>)> {
+    let Some(items) = f.get().array() else {
+        return Vec::new();
+    };
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let path = format!("{}[{i}]", f.path);
+            (path.clone(), Field::new(item.cx, item.value, path))
+        })
+        .collect()
+}
+
+fn spanned<T>(f: &Field<'_, '_>, value: Option<T>) -> Option<At<T>> {
+    value.map(|v| At::new(v, f.span()))
+}
+
+fn read_defaults(table: &Table<'_, '_>) -> RawDefaults {
+    let defaults = RawDefaults {
+        interval: duration_at(table, "interval"),
+        bake: duration_at(table, "bake"),
+        max_hold: duration_at(table, "max_hold"),
+        on_timeout: table
+            .field("on_timeout")
+            .and_then(|f| f.get().choice(&HALT_ACTIONS)),
+        on_interrupt: table
+            .field("on_interrupt")
+            .and_then(|f| f.get().choice(&HALT_ACTIONS)),
+        approval: table.field("approval").and_then(|f| f.get().bool()),
+        hook_timeout: table.field("hook_timeout").and_then(|f| f.get().duration()),
+    };
+    table.finish(|key| match key {
+        "metrics" | "hooks" | "weight" => {
+            Some(format!("`{key}` is set per stage, under [[stages]]"))
+        }
+        _ => None,
+    });
+    defaults
+}
+
+fn duration_at(table: &Table<'_, '_>, key: &'static str) -> Option<At<std::time::Duration>> {
+    let f = table.field(key)?;
+    let f = f.get();
+    spanned(&f, f.duration())
+}
+
+fn read_hook(table: &Table<'_, '_>) -> RawHook {
+    RawHook {
+        run: table
+            .required("run", "run = [\"./scripts/notify.sh\"]")
+            .and_then(|f| f.get().argv()),
+        timeout: table.field("timeout").and_then(|f| f.get().duration()),
+    }
+}
+
+fn read_stage(path: &str, f: &Field<'_, '_>) -> Option<RawStage> {
+    let table = f.get().table()?;
+    let weight = table.required("weight", "weight = 25").and_then(|w| {
+        let w = w.get();
+        let n = w.number("weight = 25")?;
+        if (0.0..=100.0).contains(&n) {
+            Some(At::new(n, w.span()))
+        } else {
+            w.cx.push(
+                w.error(format!("weight {n} is outside 0..=100"))
+                    .label("not a percentage")
+                    .help(
+                        "a weight is the percent of traffic sent to the new version, from 0 to 100",
+                    ),
+            );
+            None
+        }
+    });
+    let metrics = table.field("metrics").and_then(|m| {
+        let m = m.get();
+        spanned(&m, m.strings("metrics = [\"error-rate\"]"))
+    });
+    let hooks = table.field("hooks").map_or_else(Vec::new, |h| {
+        tables(&h)
+            .iter()
+            .filter_map(|(_, h)| {
+                let t = h.get().table()?;
+                let hook = read_hook(&t);
+                t.finish(|key| {
+                    (key == "on").then(|| {
+                        "stage hooks run when their stage starts; `on` is for plan-level [[hooks]]"
+                            .to_string()
+                    })
+                });
+                Some(hook)
+            })
+            .collect()
+    });
+    let stage = RawStage {
+        path: path.to_string(),
+        header: table.span(),
+        weight,
+        bake: duration_at(&table, "bake"),
+        interval: duration_at(&table, "interval"),
+        max_hold: table.field("max_hold").and_then(|f| f.get().duration()),
+        on_timeout: table
+            .field("on_timeout")
+            .and_then(|f| f.get().choice(&HALT_ACTIONS)),
+        approval: table.field("approval").and_then(|f| f.get().bool()),
+        metrics,
+        hooks,
+    };
+    table.finish(|key| {
+        (key == "on_interrupt")
+            .then(|| "`on_interrupt` applies to the whole run: set it under [defaults]".into())
+    });
+    Some(stage)
+}
+
+fn read_source(name: At<String>, f: &Field<'_, '_>) -> Option<RawSource> {
+    let table = f.get().table()?;
+    let kind = table
+        .required("type", "type = \"prometheus\"")
+        .and_then(|t| {
+            let t = t.get();
+            spanned(&t, t.choice(&SourceType::ALL))
+        });
+    let wants_url = kind
+        .as_ref()
+        .is_some_and(|k| k.value != SourceType::Command);
+    let url = if wants_url {
+        table.required("url", "url = \"http://127.0.0.1:9090\"")
+    } else {
+        table.field("url")
+    };
+    let url = url.and_then(|u| template(&u.get(), true));
+    let headers = table
+        .field("headers")
+        .map_or_else(Vec::new, |h| read_headers(&h));
+    let source = RawSource {
+        name,
+        url,
+        headers,
+        timeout: table.field("timeout").and_then(|f| f.get().duration()),
+        kind,
+    };
+    if let (Some(kind), Some(url)) = (&source.kind, &source.url)
+        && kind.value == SourceType::Command
+    {
+        f.cx.push(
+            Diagnostic::error(
+                join(&f.path, "url"),
+                url.span.clone(),
+                "unknown field `url`",
+            )
+            .label("not valid here")
+            .help("a command source runs each metric's `run` command; it has no url"),
+        );
+    }
+    table.finish(source_field_owner);
+    Some(source)
+}
+
+fn source_field_owner(key: &str) -> Option<String> {
+    match key {
+        "query" | "baseline" | "path" | "baseline_path" | "run" | "baseline_run" | "reduce" => {
+            Some(format!(
+                "`{key}` belongs to each metric, under [[metrics]], not to its source"
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn read_headers(f: &Field<'_, '_>) -> Vec<(String, Template)> {
+    let Some(table) = f.get().table() else {
+        return Vec::new();
+    };
+    let headers = table
+        .entries()
+        .into_iter()
+        .filter_map(|(name, value)| {
+            let valid_name = !name.value.is_empty()
+                && name
+                    .value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if !valid_name {
+                f.cx.push(
+                    Diagnostic::error(&value.path, name.span, "is not a valid HTTP header name")
+                        .label("invalid header name")
+                        .help("header names are letters, digits and `-`, e.g. Authorization"),
+                );
+                return None;
+            }
+            // The value may hold a secret: never echo it back in a diagnostic.
+            let template = template(&value.get(), false)?;
+            Some((name.value, template.value))
+        })
+        .collect();
+    table.finish(|_| None);
+    headers
+}
+
+/// A `${VAR}` template. URLs are checked for an http(s) scheme; header values are not shown.
+fn template(f: &Field<'_, '_>, is_url: bool) -> Option<At<Template>> {
+    let text = f.str()?;
+    match Template::parse(text) {
+        Ok(t) => {
+            if is_url && !(text.starts_with("http://") || text.starts_with("https://")) {
+                f.cx.push(
+                    f.error("is not an http:// or https:// URL")
+                        .label("expected a URL")
+                        .help("for example: \"http://127.0.0.1:9090\""),
+                );
+                return None;
+            }
+            Some(At::new(t, f.span()))
+        }
+        Err(e) => {
+            let span = inner_span(f, text, e.offset, e.len);
+            f.cx.push(
+                Diagnostic::error(f.path(), span, e.message)
+                    .label("malformed variable")
+                    .help("write environment variables as ${NAME}"),
+            );
+            None
+        }
+    }
+}
+
+/// The span of `len` bytes at `offset` inside a string value, when the string's text in the file
+/// is the value itself (no escapes); otherwise the whole string.
+pub fn inner_span(f: &Field<'_, '_>, value: &str, offset: usize, len: usize) -> Span {
+    let span = f.span();
+    let raw = f.cx.source(&span);
+    let quote = if raw.starts_with("\"\"\"") || raw.starts_with("'''") {
+        3
+    } else {
+        1
+    };
+    let body = raw.get(quote..raw.len().saturating_sub(quote));
+    if body == Some(value) {
+        let start = span.start + quote + offset;
+        start..start + len.max(1)
+    } else {
+        span
+    }
+}
+
+fn read_metric(path: &str, f: &Field<'_, '_>) -> Option<RawMetric> {
+    let table = f.get().table()?;
+    let string = |key: &'static str| table.field(key).and_then(|f| f.get().string());
+    let argv = |key: &'static str| {
+        table.field(key).and_then(|f| {
+            let f = f.get();
+            spanned(&f, f.argv())
+        })
+    };
+    let pointer = |key: &'static str| table.field(key).and_then(|f| json_pointer(&f.get()));
+    let mut broken = false;
+    let mut cond = |key: &'static str| {
+        let f = table.field(key)?;
+        let parsed = condition_at(&f.get());
+        broken |= parsed.is_none();
+        parsed
+    };
+    let metric = RawMetric {
+        path: path.to_string(),
+        header: table.span(),
+        name: table
+            .required("name", "name = \"error-rate\"")
+            .and_then(|f| f.get().string()),
+        source: table
+            .required("source", "source = \"prom\"")
+            .and_then(|f| f.get().string()),
+        query: string("query"),
+        baseline: string("baseline"),
+        reduce: table.field("reduce").and_then(|f| {
+            let f = f.get();
+            let r = f.choice(&[
+                ("max", Reduce::Max),
+                ("min", Reduce::Min),
+                ("sum", Reduce::Sum),
+                ("avg", Reduce::Avg),
+            ]);
+            spanned(&f, r)
+        }),
+        path_pointer: pointer("path"),
+        baseline_path: pointer("baseline_path"),
+        url: table.field("url").and_then(|f| template(&f.get(), true)),
+        run: argv("run"),
+        baseline_run: argv("baseline_run"),
+        advance: cond("advance"),
+        rollback: cond("rollback"),
+        rollback_after: table
+            .field("rollback_after")
+            .and_then(|f| f.get().count(1, "rollback_after = 2")),
+        min_samples: table
+            .field("min_samples")
+            .and_then(|f| f.get().count(1, "min_samples = 3")),
+        min_coverage: table.field("min_coverage").and_then(|f| fraction(&f.get())),
+        on_no_data: table.field("on_no_data").and_then(|f| {
+            f.get().choice(&[
+                ("inconclusive", OnNoData::Inconclusive),
+                ("fail", OnNoData::Fail),
+                ("pass", OnNoData::Pass),
+            ])
+        }),
+        mode: table.field("mode").and_then(|f| {
+            f.get()
+                .choice(&[("enforce", MetricMode::Enforce), ("warn", MetricMode::Warn)])
+        }),
+        broken_conditions: broken,
+    };
+    table.finish(|key| match key {
+        "interval" | "bake" | "max_hold" => Some(format!(
+            "`{key}` is set under [defaults] or per stage, not per metric"
+        )),
+        "headers" | "timeout" => Some(format!(
+            "`{key}` belongs to the metric's source, under [sources.NAME]"
+        )),
+        _ => None,
+    });
+    Some(metric)
+}
+
+fn fraction(f: &Field<'_, '_>) -> Option<f64> {
+    let n = f.number("min_coverage = 0.5")?;
+    if (0.0..=1.0).contains(&n) {
+        return Some(n);
+    }
+    f.cx.push(
+        f.error(format!("{n} is not a fraction between 0 and 1"))
+            .label("out of range")
+            .help("min_coverage is a share of measurements: 0.5 means half of them"),
+    );
+    None
+}
+
+fn condition_at(f: &Field<'_, '_>) -> Option<At<Condition>> {
+    let text = f.str()?;
+    match condition::parse(text) {
+        Ok(c) => Some(At::new(c, f.span())),
+        Err(e) => {
+            let span = inner_span(f, text, e.offset, e.len);
+            let mut d = Diagnostic::error(f.path(), span, format!("invalid condition `{text}`"))
+                .label(e.message);
+            if let Some(help) = e.help {
+                d = d.help(help);
+            }
+            f.cx.push(d);
+            None
+        }
+    }
+}
+
+/// A JSON pointer (RFC 6901): empty, or `/`-separated tokens where `~` escapes only `~0` and `~1`.
+fn json_pointer(f: &Field<'_, '_>) -> Option<At<String>> {
+    let text = f.str()?;
+    let problem = if !text.is_empty() && !text.starts_with('/') {
+        Some((0, "a JSON pointer starts with `/`"))
+    } else {
+        text.match_indices('~')
+            .find(|(i, _)| !matches!(text.as_bytes().get(i + 1), Some(b'0' | b'1')))
+            .map(|(i, _)| (i, "`~` in a JSON pointer must be followed by 0 or 1"))
+    };
+    match problem {
+        None => Some(At::new(text.to_string(), f.span())),
+        Some((offset, message)) => {
+            f.cx.push(
+                Diagnostic::error(f.path(), inner_span(f, text, offset, 1), message)
+                    .label("invalid JSON pointer")
+                    .help("for example: \"/canary/latency_p99_ms\" (write `~1` for `/` and `~0` for `~` inside a key)"),
+            );
+            None
+        }
+    }
+}

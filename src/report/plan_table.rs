@@ -1,0 +1,131 @@
+//! `rollout plan`: the stages as a table, with the minimum and worst-case durations.
+
+use std::time::Duration;
+
+use comfy_table::Table;
+
+use super::text;
+use crate::plan::{Metric, MetricMode, Plan, Stage};
+
+pub fn render(plan: &Plan) -> String {
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_header([
+        "#",
+        "Weight",
+        "Bake",
+        "Gates",
+        "Approval",
+        "Hooks",
+        "Elapsed (min)",
+    ]);
+    let mut elapsed = Duration::ZERO;
+    for stage in &plan.stages {
+        elapsed += stage.bake;
+        table.add_row(vec![
+            stage.number.to_string(),
+            stage.weight.to_string(),
+            if stage.weight.is_zero() {
+                "-".to_string()
+            } else {
+                text::duration(stage.bake)
+            },
+            gates(plan, stage),
+            if stage.approval {
+                "required".to_string()
+            } else {
+                "-".to_string()
+            },
+            hooks(stage),
+            text::duration(elapsed),
+        ]);
+    }
+    let (min, worst) = durations(plan);
+    let description = plan
+        .description
+        .as_deref()
+        .map(|d| format!(" ({d})"))
+        .unwrap_or_default();
+    format!(
+        "{name}{description}: {strategy} through the {backend} backend\n{table}\n\
+         Minimum duration: {min} (every stage passes when its bake ends)\n\
+         Worst case:       {worst} (every stage uses its full max_hold; hooks run to their timeouts)\n",
+        name = plan.name,
+        strategy = match plan.strategy {
+            crate::plan::Strategy::Canary => "canary",
+            crate::plan::Strategy::BlueGreen => "blue-green",
+        },
+        backend = plan.backend.type_name(),
+        min = text::duration(min),
+        worst = text::duration(worst),
+    )
+}
+
+fn gates(plan: &Plan, stage: &Stage) -> String {
+    if stage.weight.is_zero() {
+        return "- (no traffic to measure)".to_string();
+    }
+    if stage.metrics.is_empty() {
+        return "none: advances on time alone".to_string();
+    }
+    let lines: Vec<String> = stage
+        .metrics
+        .iter()
+        .map(|&i| gate(&plan.metrics[i], stage))
+        .collect();
+    lines.join("\n")
+}
+
+fn gate(metric: &Metric, stage: &Stage) -> String {
+    let mut parts = Vec::new();
+    if let Some(advance) = &metric.advance {
+        parts.push(format!("advance {advance}"));
+    }
+    if let Some(rollback) = &metric.rollback {
+        let times = if metric.rollback_after > 1 {
+            format!(" x{}", metric.rollback_after)
+        } else {
+            String::new()
+        };
+        parts.push(format!("rollback {rollback}{times}"));
+    }
+    let every = text::duration(stage.interval);
+    let warn = if metric.mode == MetricMode::Warn {
+        " [warn only]"
+    } else {
+        ""
+    };
+    format!(
+        "{}: {} (every {every}){warn}",
+        metric.name,
+        parts.join(", ")
+    )
+}
+
+fn hooks(stage: &Stage) -> String {
+    if stage.hooks.is_empty() {
+        return "-".to_string();
+    }
+    stage
+        .hooks
+        .iter()
+        .map(|h| h.run.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The shortest run (every gate passes as its bake ends, hooks take no time) and the longest
+/// one that still ends on its own (every stage waits out its max_hold, every hook its timeout).
+pub fn durations(plan: &Plan) -> (Duration, Duration) {
+    let min = plan.stages.iter().map(|s| s.bake).sum();
+    let worst = plan
+        .stages
+        .iter()
+        .map(|s| {
+            let hooks: Duration = s.hooks.iter().map(|h| h.timeout).sum();
+            let waits = !s.weight.is_zero() || s.approval;
+            s.bake + hooks + if waits { s.max_hold } else { Duration::ZERO }
+        })
+        .sum();
+    (min, worst)
+}
