@@ -229,7 +229,7 @@ mod tests {
             file.position(16),
             Position {
                 line: 2,
-                column: 11
+                column: 10
             }
         );
         assert_eq!(file.position(999), Position { line: 3, column: 1 });
