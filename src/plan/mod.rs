@@ -80,13 +80,7 @@ pub fn check(file: SourceFile) -> Checked {
     let fingerprint = hex(&Sha256::digest(file.text.as_bytes()));
     let (root, syntax_errors) = DeTable::parse_recoverable(&file.text);
     if !syntax_errors.is_empty() {
-        let diagnostics = syntax_errors
-            .iter()
-            .map(|e| {
-                let span = e.span().unwrap_or(0..0);
-                Diagnostic::error("", span, "invalid TOML").label(e.message().trim().to_string())
-            })
-            .collect();
+        let diagnostics = syntax_diagnostics(&file.text, &syntax_errors);
         return Checked {
             file,
             plan: None,
@@ -106,6 +100,40 @@ pub fn check(file: SourceFile) -> Checked {
         plan,
         diagnostics,
     }
+}
+
+/// TOML syntax errors as diagnostics. A table defined twice makes every key in its second
+/// body a duplicate too; only the table is reported.
+fn syntax_diagnostics(text: &str, errors: &[toml::de::Error]) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut duplicate_table_until: Option<usize> = None;
+    for e in errors {
+        let span = e.span().unwrap_or(0..0);
+        let message = e.message().trim();
+        if message != "duplicate key" {
+            out.push(Diagnostic::error("", span, "invalid TOML").label(message.to_string()));
+            continue;
+        }
+        if duplicate_table_until.is_some_and(|end| span.start < end) {
+            continue;
+        }
+        let key = text.get(span.clone()).unwrap_or("");
+        let line_start = text[..span.start.min(text.len())]
+            .rfind('\n')
+            .map_or(0, |i| i + 1);
+        if text[line_start..].starts_with('[') {
+            // The duplicate table's body runs to the next table header.
+            let body = span.end.min(text.len());
+            let next = text[body..].find("\n[").map_or(text.len(), |i| body + i);
+            duplicate_table_until = Some(next);
+        }
+        out.push(
+            Diagnostic::error("", span, format!("`{key}` is defined twice"))
+                .label("duplicate key")
+                .help("each key and table may be defined only once; merge the two definitions"),
+        );
+    }
+    out
 }
 
 /// Fields people put at the top level that belong in a table.

@@ -405,10 +405,12 @@ impl<'a, 'i> Table<'a, 'i> {
         field
     }
 
-    /// Where to point when a table lacks a field: its header line rather than its whole body.
+    /// Where to point when a table lacks a field: its header (`[backend]`), or the first line of
+    /// an inline table; the start of the file for the top level.
     fn header_span(&self) -> Span {
-        let start = self.span.start;
-        start..start.max(self.span.end.min(start + 1))
+        let text = self.cx.source(&self.span);
+        let first_line = text.find('\n').unwrap_or(text.len());
+        self.span.start..self.span.start + first_line.max(1)
     }
 
     /// Every `(key, value)` pair, for tables whose keys are names (e.g. `[sources.NAME]`).

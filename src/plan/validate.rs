@@ -296,6 +296,7 @@ fn query(cx: &Cx, m: &RawMetric, source_type: SourceType) -> Option<Query> {
             "run = [\"./scripts/error-rate.sh\"]",
         ),
     };
+    let source = format!("{} source", article(source_type.name()));
     let mut ok = true;
     for (key, span) in given {
         if let Some(span) = span
@@ -307,14 +308,10 @@ fn query(cx: &Cx, m: &RawMetric, source_type: SourceType) -> Option<Query> {
                 Diagnostic::error(
                     join(&m.path, key),
                     span.clone(),
-                    format!("`{key}` does not apply to a {} source", source_type.name()),
+                    format!("`{key}` does not apply to {source}"),
                 )
-                .label(format!("not read by a {} source", source_type.name()))
-                .help(format!(
-                    "a metric on a {} source takes {}",
-                    source_type.name(),
-                    fields.join(", ")
-                )),
+                .label(format!("not read by {source}"))
+                .help(format!("a metric on {source} takes {}", fields.join(", "))),
             );
         }
     }
@@ -327,10 +324,7 @@ fn query(cx: &Cx, m: &RawMetric, source_type: SourceType) -> Option<Query> {
                 m.header.clone(),
                 format!("missing field `{required}`"),
             )
-            .label(format!(
-                "a metric on a {} source needs `{required}`",
-                source_type.name()
-            ))
+            .label(format!("a metric on {source} needs `{required}`"))
             .help(format!("add it, for example: {example}")),
         );
     }
@@ -381,11 +375,26 @@ fn stages(
     }
     check_weight_order(cx, &raw.value);
     check_shape(cx, raw, strategy);
+    // Only the first stage with traffic is told that nothing gates it: once is enough.
+    let first_gated = raw
+        .value
+        .iter()
+        .position(|s| s.weight.as_ref().is_some_and(|w| w.value > 0.0));
     let out: Vec<Option<Stage>> = raw
         .value
         .iter()
         .enumerate()
-        .map(|(i, s)| stage(cx, i, s, defaults, raw_metrics, metric_count))
+        .map(|(i, s)| {
+            stage(
+                cx,
+                i,
+                s,
+                defaults,
+                raw_metrics,
+                metric_count,
+                first_gated == Some(i),
+            )
+        })
         .collect();
     out.into_iter().collect()
 }
@@ -476,6 +485,7 @@ fn stage(
     defaults: &Defaults,
     raw_metrics: &[RawMetric],
     metric_count: usize,
+    first_gated: bool,
 ) -> Option<Stage> {
     let weight = Weight::new(raw.weight.as_ref()?.value)?;
     let bake = raw.bake.as_ref().map_or(defaults.bake, |b| b.value);
@@ -499,10 +509,10 @@ fn stage(
                     .help("give the last stage a bake so a late regression can still roll back, e.g. bake = \"10m\""),
             );
         }
-        if metric_count == 0 && raw_metrics.is_empty() {
+        if metric_count == 0 && raw_metrics.is_empty() && first_gated {
             cx.push(
-                Diagnostic::warning(join(&raw.path, "weight"), raw.weight.as_ref()?.span.clone(), "no metric gates this stage")
-                    .label("advances on time alone")
+                Diagnostic::warning(join(&raw.path, "weight"), raw.weight.as_ref()?.span.clone(), "the plan has no metrics: no stage is gated")
+                    .label("every stage advances on time alone")
                     .help("add [[metrics]] with advance/rollback conditions so a bad release can be caught"),
             );
         }
@@ -697,4 +707,10 @@ fn check_backend_weights(
                 .help("mode = \"service\" replaces the whole service at once; use mode = \"alb\" with two target groups for gradual weights"),
         );
     }
+}
+
+/// "a prometheus", "an http-json".
+fn article(word: &str) -> String {
+    let vowel_sound = word.starts_with(['a', 'e', 'i', 'o', 'u']) || word.starts_with("http");
+    format!("{} {word}", if vowel_sound { "an" } else { "a" })
 }

@@ -25,11 +25,7 @@ pub fn render(plan: &Plan) -> String {
         table.add_row(vec![
             stage.number.to_string(),
             stage.weight.to_string(),
-            if stage.weight.is_zero() {
-                "-".to_string()
-            } else {
-                text::duration(stage.bake)
-            },
+            bake(stage),
             gates(plan, stage),
             if stage.approval {
                 "required".to_string()
@@ -71,35 +67,42 @@ fn gates(plan: &Plan, stage: &Stage) -> String {
     let lines: Vec<String> = stage
         .metrics
         .iter()
-        .map(|&i| gate(&plan.metrics[i], stage))
+        .map(|&i| gate(&plan.metrics[i]))
         .collect();
     lines.join("\n")
 }
 
-fn gate(metric: &Metric, stage: &Stage) -> String {
+fn bake(stage: &Stage) -> String {
+    match (stage.weight.is_zero(), stage.metrics.is_empty()) {
+        (true, _) => "-".to_string(),
+        (false, true) => text::duration(stage.bake),
+        (false, false) => format!(
+            "{}, poll {}",
+            text::duration(stage.bake),
+            text::duration(stage.interval)
+        ),
+    }
+}
+
+fn gate(metric: &Metric) -> String {
     let mut parts = Vec::new();
     if let Some(advance) = &metric.advance {
         parts.push(format!("advance {advance}"));
     }
     if let Some(rollback) = &metric.rollback {
         let times = if metric.rollback_after > 1 {
-            format!(" x{}", metric.rollback_after)
+            format!(" ({} in a row)", metric.rollback_after)
         } else {
             String::new()
         };
         parts.push(format!("rollback {rollback}{times}"));
     }
-    let every = text::duration(stage.interval);
     let warn = if metric.mode == MetricMode::Warn {
         " [warn only]"
     } else {
         ""
     };
-    format!(
-        "{}: {} (every {every}){warn}",
-        metric.name,
-        parts.join(", ")
-    )
+    format!("{}: {}{warn}", metric.name, parts.join("; "))
 }
 
 fn hooks(stage: &Stage) -> String {

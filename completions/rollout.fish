@@ -1,0 +1,71 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_rollout_global_optspecs
+    string join \n color= h/help V/version
+end
+
+function __fish_rollout_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_rollout_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_rollout_using_subcommand
+    set -l cmd (__fish_rollout_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c rollout -n "__fish_rollout_needs_command" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c rollout -n "__fish_rollout_needs_command" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rollout -n "__fish_rollout_needs_command" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_needs_command" -f -a "run" -d 'Run a rollout: move traffic stage by stage, gated by the plan\'s metrics'
+complete -c rollout -n "__fish_rollout_needs_command" -f -a "validate" -d 'Check plan files without touching anything; exit 2 if any is invalid'
+complete -c rollout -n "__fish_rollout_needs_command" -f -a "plan" -d 'Show a plan\'s stages as a table, with minimum and worst-case durations'
+complete -c rollout -n "__fish_rollout_needs_command" -f -a "completions" -d 'Print a shell completion script'
+complete -c rollout -n "__fish_rollout_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
+json\t'One JSON object per line on stdout'"
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l state-dir -d 'Where rollout state (journals, locks, approvals) is kept' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l report -d 'Write the full evidence (every measurement and decision) as JSON to this file' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l dry-run -d 'Walk the whole plan and print what would be done, touching nothing'
+complete -c rollout -n "__fish_rollout_using_subcommand run" -s y -l yes -d 'Approve every approval gate up front'
+complete -c rollout -n "__fish_rollout_using_subcommand run" -s q -l quiet -d 'Print only warnings, the final decision and errors'
+complete -c rollout -n "__fish_rollout_using_subcommand run" -s v -l verbose -d 'Also print every measurement and backend command'
+complete -c rollout -n "__fish_rollout_using_subcommand run" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rollout -n "__fish_rollout_using_subcommand run" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_using_subcommand validate" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
+json\t'One JSON object per line on stdout'"
+complete -c rollout -n "__fish_rollout_using_subcommand validate" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c rollout -n "__fish_rollout_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rollout -n "__fish_rollout_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_using_subcommand plan" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c rollout -n "__fish_rollout_using_subcommand plan" -s h -l help -d 'Print help'
+complete -c rollout -n "__fish_rollout_using_subcommand plan" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_using_subcommand completions" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c rollout -n "__fish_rollout_using_subcommand completions" -s h -l help -d 'Print help'
+complete -c rollout -n "__fish_rollout_using_subcommand completions" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions help" -f -a "run" -d 'Run a rollout: move traffic stage by stage, gated by the plan\'s metrics'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions help" -f -a "validate" -d 'Check plan files without touching anything; exit 2 if any is invalid'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions help" -f -a "plan" -d 'Show a plan\'s stages as a table, with minimum and worst-case durations'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

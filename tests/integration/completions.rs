@@ -1,0 +1,41 @@
+//! The completion scripts in completions/ must match what the CLI generates today.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::harness::rollout_bin;
+
+fn generated(shell: &str) -> String {
+    let output = Command::new(rollout_bin())
+        .args(["completions", shell])
+        .output()
+        .expect("run rollout completions");
+    assert!(
+        output.status.success(),
+        "rollout completions {shell} failed"
+    );
+    String::from_utf8(output.stdout).expect("completions are UTF-8")
+}
+
+#[test]
+fn committed_completions_match_the_cli() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("completions");
+    for (shell, file) in [
+        ("bash", "rollout.bash"),
+        ("zsh", "_rollout"),
+        ("fish", "rollout.fish"),
+    ] {
+        let committed = std::fs::read_to_string(dir.join(file)).unwrap_or_default();
+        assert!(
+            committed == generated(shell),
+            "completions/{file} is out of date with the CLI; regenerate it with:\n  cargo run -q -- completions {shell} > completions/{file}"
+        );
+    }
+}
+
+#[test]
+fn every_shell_is_supported() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        assert!(generated(shell).contains("rollout"), "{shell}");
+    }
+}

@@ -1,0 +1,1154 @@
+//! Invalid plans: every problem reported at once, with file, line, column, field path, a caret
+//! under the offending text and what would be valid. Exit status 2.
+
+use crate::harness::Test;
+
+#[test]
+fn argv_as_string() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = "./set-weight.sh --fast"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.set_weight: expected a command as an array of arguments, found a string
+         --> plan.toml:4:14
+          |
+        4 | set_weight = "./set-weight.sh --fast"
+          |              ^^^^^^^^^^^^^^^^^^^^^^^^ commands are never run through a shell
+          |
+          = help: split it into program and arguments: ["./set-weight.sh", "--fast"]
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:7:10
+          |
+        7 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn backend_field_of_other_type() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/app.conf"
+        upstream = "app"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        namespace = "prod"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.namespace: unknown field `namespace`
+         --> plan.toml:8:1
+          |
+        8 | namespace = "prod"
+          | ^^^^^^^^^ not valid here
+          |
+          = help: `namespace` is a field of the kubectl backend, not of the nginx backend
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:11:10
+           |
+        11 | weight = 100
+           |          ^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn backend_fields_missing() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream = "app"
+        stable = ["127.0.0.1:8001"]
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.upstream_file: missing field `upstream_file`
+         --> plan.toml:2:1
+          |
+        2 | [backend]
+          | ^^^^^^^^^ `backend` needs `upstream_file`
+          |
+          = help: add it, for example: upstream_file = "/etc/nginx/conf.d/app-upstream.conf"
+
+        error: backend.canary: missing field `canary`
+         --> plan.toml:2:1
+          |
+        2 | [backend]
+          | ^^^^^^^^^ `backend` needs `canary`
+          |
+          = help: add it, for example: canary = ["127.0.0.1:8080"]
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:8:10
+          |
+        8 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (2 errors, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn bad_duration() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [defaults]
+        bake = "5 minutes and a bit"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: defaults.bake: `5 minutes and a bit` is not a duration
+         --> plan.toml:3:8
+          |
+        3 | bake = "5 minutes and a bit"
+          |        ^^^^^^^^^^^^^^^^^^^^^ expected number at 10
+          |
+          = help: use a number with a unit: "500ms", "30s", "5m", "1h 30m"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:9:10
+          |
+        9 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn bad_name() {
+    Test::new()
+        .plan(
+            r#"
+        name = "Checkout_API"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: name: `Checkout_API` is not a valid name
+         --> plan.toml:1:8
+          |
+        1 | name = "Checkout_API"
+          |        ^^^^^^^^^^^^^^ invalid name
+          |
+          = help: names are lowercase letters, digits and `-`, starting with a letter or digit, e.g. "checkout-api"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:7:10
+          |
+        7 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn bare_number_duration() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [defaults]
+        interval = 30
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: defaults.interval: expected a duration string, found a number
+         --> plan.toml:3:12
+          |
+        3 | interval = 30
+          |            ^^ a bare number has no unit
+          |
+          = help: write the unit in a string, e.g. "30s", "5m" or "1h 30m"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:9:10
+          |
+        9 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn baseline_without_query() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = "sum(rate(errors_total[1m]))"
+        advance = "<= baseline * 1.1"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[0].advance: the condition uses `baseline`, but the metric has no baseline
+          --> plan.toml:14:11
+           |
+        14 | advance = "<= baseline * 1.1"
+           |           ^^^^^^^^^^^^^^^^^^^ uses `baseline`
+           |
+           = help: add `baseline` to the metric, or compare against a fixed number
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn blue_green_shape() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        strategy = "blue-green"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 0
+
+        [[stages]]
+        weight = 50
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: a blue-green plan switches all traffic at once
+         --> plan.toml:8:10
+          |
+        8 | weight = 0
+          |          ^ not allowed in a blue-green plan
+          |
+          = help: use exactly one stage at weight 100 (its bake is the fallback window), optionally after one stage at weight 0
+
+        warning: stages[1].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:11:10
+           |
+        11 | weight = 50
+           |          ^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn canary_not_ending_at_100() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 5
+
+        [[stages]]
+        weight = 50
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:7:10
+          |
+        7 | weight = 5
+          |          ^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[1].weight: the last stage of a canary must be at 100, found 50
+          --> plan.toml:10:10
+           |
+        10 | weight = 50
+           |          ^^ the rollout would end here, short of 100
+           |
+           = help: add a final [[stages]] with weight = 100
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn condition_syntax() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = "sum(rate(errors_total[1m]))"
+        advance = "< (0.01 * 2"
+        rollback = "=> 0.05"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[0].advance: invalid condition `< (0.01 * 2`
+          --> plan.toml:14:14
+           |
+        14 | advance = "< (0.01 * 2"
+           |              ^ unclosed `(`
+           |
+           = help: add a `)` to close it
+
+        error: metrics[0].rollback: invalid condition `=> 0.05`
+          --> plan.toml:15:13
+           |
+        15 | rollback = "=> 0.05"
+           |             ^^ expected a comparison operator, found `=>`
+           |
+           = help: did you mean >=?
+
+        plan.toml: invalid (2 errors)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn duplicate_metric() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = "sum(rate(errors_total[1m]))"
+        rollback = "> 0.05"
+
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = "sum(rate(other_total[1m]))"
+        rollback = "> 1"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[1].name: a metric named `errors` is already defined
+          --> plan.toml:17:8
+           |
+        17 | name = "errors"
+           |        ^^^^^^^^ duplicate name
+           |
+           = help: metric names must be unique; the first `errors` is above
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn duplicate_source() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [sources.prom]
+        type = "http-json"
+        url = "http://127.0.0.1:8080"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: `prom` is defined twice
+          --> plan.toml:10:10
+           |
+        10 | [sources.prom]
+           |          ^^^^ duplicate key
+           |
+           = help: each key and table may be defined only once; merge the two definitions
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn ecs_service_partial_weights() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "ecs"
+        cluster = "prod"
+        mode = "service"
+        service = "shop"
+        container = "app"
+        image = "shop:2"
+
+        [[stages]]
+        weight = 50
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: the ecs backend in mode = "service" cannot send 50% of traffic
+          --> plan.toml:11:10
+           |
+        11 | weight = 50
+           |          ^^ only 0 or 100 here
+           |
+           = help: mode = "service" replaces the whole service at once; use mode = "alb" with two target groups for gradual weights
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:11:10
+           |
+        11 | weight = 50
+           |          ^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn empty_argv() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = []
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.set_weight: the command is empty
+         --> plan.toml:4:14
+          |
+        4 | set_weight = []
+          |              ^^ needs at least the program
+          |
+          = help: for example: ["./scripts/check.sh", "--fast"]
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:7:10
+          |
+        7 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn field_for_other_source_type() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.stats]
+        type = "http-json"
+        url = "http://127.0.0.1:8080/stats"
+
+        [[metrics]]
+        name = "latency"
+        source = "stats"
+        query = "histogram_quantile(0.99, x)"
+        rollback = "> 800"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[0].path: missing field `path`
+          --> plan.toml:10:1
+           |
+        10 | [[metrics]]
+           | ^^^^^^^^^^^ a metric on an http-json source needs `path`
+           |
+           = help: add it, for example: path = "/canary/error_rate"
+
+        error: metrics[0].query: `query` does not apply to an http-json source
+          --> plan.toml:13:9
+           |
+        13 | query = "histogram_quantile(0.99, x)"
+           |         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ not read by an http-json source
+           |
+           = help: a metric on an http-json source takes `path`, `baseline_path`, `url`
+
+        plan.toml: invalid (2 errors)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn interval_longer_than_bake() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [defaults]
+        interval = "1m"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 10
+        bake = "30s"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:9:10
+          |
+        9 | weight = 10
+          |          ^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[0].bake: the poll interval (1m) is longer than the stage's bake (30s)
+          --> plan.toml:10:8
+           |
+        10 | bake = "30s"
+           |        ^^^^^ the bake would end before the first measurement
+           |
+           = help: make the interval shorter than the bake, e.g. a tenth of it
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn metric_without_conditions() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = "sum(rate(errors_total[1m]))"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[0]: the metric has neither `advance` nor `rollback`
+          --> plan.toml:10:1
+           |
+        10 | [[metrics]]
+           | ^^^^^^^^^^^ this metric decides nothing
+           |
+           = help: add advance = "< 0.01" (must hold to advance) and/or rollback = "> 0.05" (rolls back)
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn missing_env_syntax() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+        headers = { Authorization = "Bearer ${TOKEN" }
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: sources.prom.headers.Authorization: `${` is never closed with `}`
+         --> plan.toml:9:37
+          |
+        9 | headers = { Authorization = "Bearer ${TOKEN" }
+          |                                     ^^^^^^^ malformed variable
+          |
+          = help: write environment variables as ${NAME}
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:12:10
+           |
+        12 | weight = 100
+           |          ^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn toml_syntax() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [[stages]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: invalid TOML
+         --> plan.toml:2:10
+          |
+        2 | [[stages]
+          |          ^ unclosed array table, expected `]`
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn unknown_backend_type() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "ngnix"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.type: `ngnix` is not one of "nginx", "kubectl", "ecs" or "command"
+         --> plan.toml:3:8
+          |
+        3 | type = "ngnix"
+          |        ^^^^^^^ unknown value
+          |
+          = help: did you mean "nginx"?
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:6:10
+          |
+        6 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn unknown_field_suggestion() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        descripton = "typo"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: descripton: unknown field `descripton`
+         --> plan.toml:2:1
+          |
+        2 | descripton = "typo"
+          | ^^^^^^^^^^ unknown field
+          |
+          = help: did you mean `description`?
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:8:10
+          |
+        8 | weight = 100
+          |          ^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn unknown_source() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prometheus]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = "sum(rate(errors_total[1m]))"
+        rollback = "> 0.05"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[0].source: no source named `prom`
+          --> plan.toml:12:10
+           |
+        12 | source = "prom"
+           |          ^^^^^^ unknown source
+           |
+           = help: did you mean "prometheus"?
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn unknown_stage_metric() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "error-rate"
+        source = "prom"
+        query = "sum(rate(errors_total[1m]))"
+        rollback = "> 0.05"
+
+        [[stages]]
+        weight = 100
+        metrics = ["error_rate"]
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].metrics: no metric named `error_rate`
+          --> plan.toml:18:12
+           |
+        18 | metrics = ["error_rate"]
+           |            ^^^^^^^^^^^^ unknown metric
+           |
+           = help: did you mean "error-rate"?
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn warnings_only() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "latency"
+        source = "prom"
+        query = "histogram_quantile(0.99, x)"
+        advance = "< 300"
+        rollback = "> 200"
+
+        [[stages]]
+        weight = 100
+        bake = "0s"
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(0)
+        .stderr(
+            r#"
+        warning: metrics[0].rollback: some values both pass `advance` (< 300) and breach `rollback` (> 200)
+          --> plan.toml:15:12
+           |
+        15 | rollback = "> 200"
+           |            ^^^^^^^ overlaps the advance range
+           |
+           = help: a breach wins: those values roll back. Make the ranges disjoint if that is not intended
+
+        warning: stages[0].bake: the 100% stage has no bake
+          --> plan.toml:19:8
+           |
+        19 | bake = "0s"
+           |        ^^^^ promotes as soon as the gates first pass
+           |
+           = help: give the last stage a bake so a late regression can still roll back, e.g. bake = "10m"
+
+        plan.toml: valid (2 warnings)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn weight_out_of_range() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 120
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: weight 120 is outside 0..=100
+         --> plan.toml:7:10
+          |
+        7 | weight = 120
+          |          ^^^ not a percentage
+          |
+          = help: a weight is the percent of traffic sent to the new version, from 0 to 100
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn weights_decrease() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 50
+
+        [[stages]]
+        weight = 10
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:7:10
+          |
+        7 | weight = 50
+          |          ^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[1].weight: weight 10 is lower than the previous stage's 50
+          --> plan.toml:10:10
+           |
+        10 | weight = 10
+           |          ^^ weights must never decrease
+           |
+           = help: use a weight of at least 50, or reorder the stages
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn wrong_type() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = "50"
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: expected a number, found a string
+         --> plan.toml:7:10
+          |
+        7 | weight = "50"
+          |          ^^^^ this is a string
+          |
+          = help: for example: weight = 25
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}

@@ -1,0 +1,9 @@
+//! One integration-test binary: every test runs the built `rollout` and asserts what a user
+//! would see.
+
+mod completions;
+mod dry_run;
+mod harness;
+mod invalid_plans;
+mod plan_table;
+mod plans_dir;

@@ -1,0 +1,81 @@
+//! `rollout plan`: the stages as a table with minimum and worst-case durations.
+
+use crate::harness::Test;
+
+const PLAN: &str = r#"
+    name = "checkout-api"
+    description = "v2.3.0"
+
+    [defaults]
+    bake = "5m"
+    interval = "30s"
+    max_hold = "20m"
+
+    [backend]
+    type = "command"
+    set_weight = ["./set-weight.sh"]
+
+    [sources.prom]
+    type = "prometheus"
+    url = "http://127.0.0.1:9090"
+
+    [[metrics]]
+    name = "error-rate"
+    source = "prom"
+    query = 'sum(rate(http_requests_total{track="canary",code=~"5.."}[1m])) / sum(rate(http_requests_total{track="canary"}[1m]))'
+    baseline = 'sum(rate(http_requests_total{track="stable",code=~"5.."}[1m])) / sum(rate(http_requests_total{track="stable"}[1m]))'
+    advance = "<= baseline * 1.1 + 0.001"
+    rollback = "> 5%"
+    rollback_after = 2
+
+    [[metrics]]
+    name = "p99"
+    source = "prom"
+    query = 'histogram_quantile(0.99, sum by (le) (rate(latency_bucket[1m])))'
+    rollback = "> 0.8"
+    mode = "warn"
+
+    [[stages]]
+    weight = 0
+    [[stages.hooks]]
+    run = ["./migrate.sh", "--expand"]
+    timeout = "10m"
+
+    [[stages]]
+    weight = 1
+    bake = "10m"
+    metrics = ["error-rate"]
+
+    [[stages]]
+    weight = 50
+    approval = true
+
+    [[stages]]
+    weight = 100
+    bake = "15m"
+"#;
+
+#[test]
+fn shows_stages_gates_and_durations() {
+    Test::new()
+        .plan(PLAN)
+        .args(&["plan", "plan.toml"])
+        .stdout(
+            "
+            checkout-api (v2.3.0): canary through the command backend
+            ┌───┬────────┬───────────────┬─────────────────────────────────────────────────────────────────────────────┬──────────┬───────────────────────┬───────────────┐
+            │ # ┆ Weight ┆ Bake          ┆ Gates                                                                       ┆ Approval ┆ Hooks                 ┆ Elapsed (min) │
+            ╞═══╪════════╪═══════════════╪═════════════════════════════════════════════════════════════════════════════╪══════════╪═══════════════════════╪═══════════════╡
+            │ 1 ┆ 0%     ┆ -             ┆ - (no traffic to measure)                                                   ┆ -        ┆ ./migrate.sh --expand ┆ 0s            │
+            │ 2 ┆ 1%     ┆ 10m, poll 30s ┆ error-rate: advance <= baseline * 1.1 + 0.001; rollback > 0.05 (2 in a row) ┆ -        ┆ -                     ┆ 10m           │
+            │ 3 ┆ 50%    ┆ 5m, poll 30s  ┆ error-rate: advance <= baseline * 1.1 + 0.001; rollback > 0.05 (2 in a row) ┆ required ┆ -                     ┆ 15m           │
+            │   ┆        ┆               ┆ p99: rollback > 0.8 [warn only]                                             ┆          ┆                       ┆               │
+            │ 4 ┆ 100%   ┆ 15m, poll 30s ┆ error-rate: advance <= baseline * 1.1 + 0.001; rollback > 0.05 (2 in a row) ┆ -        ┆ -                     ┆ 30m           │
+            │   ┆        ┆               ┆ p99: rollback > 0.8 [warn only]                                             ┆          ┆                       ┆               │
+            └───┴────────┴───────────────┴─────────────────────────────────────────────────────────────────────────────┴──────────┴───────────────────────┴───────────────┘
+            Minimum duration: 30m (every stage passes when its bake ends)
+            Worst case:       1h 40m (every stage uses its full max_hold; hooks run to their timeouts)
+            ",
+        )
+        .run();
+}
