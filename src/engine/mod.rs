@@ -12,6 +12,9 @@ pub mod event;
 mod hooks;
 pub mod verdict;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 use std::time::Duration;
 

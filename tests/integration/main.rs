@@ -5,5 +5,6 @@ mod completions;
 mod dry_run;
 mod harness;
 mod invalid_plans;
+mod parser_fuzz;
 mod plan_table;
 mod plans_dir;
