@@ -1,0 +1,1 @@
+//! Placeholder, replaced by the property tests of the parser.
