@@ -16,6 +16,9 @@ _rollout() {
             ",$1")
                 cmd="rollout"
                 ;;
+            rollout,approve)
+                cmd="rollout__subcmd__approve"
+                ;;
             rollout,completions)
                 cmd="rollout__subcmd__completions"
                 ;;
@@ -30,6 +33,9 @@ _rollout() {
                 ;;
             rollout,validate)
                 cmd="rollout__subcmd__validate"
+                ;;
+            rollout__subcmd__help,approve)
+                cmd="rollout__subcmd__help__subcmd__approve"
                 ;;
             rollout__subcmd__help,completions)
                 cmd="rollout__subcmd__help__subcmd__completions"
@@ -53,12 +59,38 @@ _rollout() {
 
     case "${cmd}" in
         rollout)
-            opts="-h -V --color --help --version run validate plan completions help"
+            opts="-h -V --color --help --version run validate plan approve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__approve)
+            opts="-h -V --reject --by --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --by)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -89,8 +121,22 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help)
-            opts="run validate plan completions help"
+            opts="run validate plan approve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

@@ -83,6 +83,9 @@ pub trait Executor: Send + Sync {
     async fn read_file(&self, path: &Path) -> Result<Option<String>, ExecError>;
     /// Reports an API call (the ECS backend makes its own calls; a dry run only reports them).
     fn call(&self, service: &str, operation: &str, params: serde_json::Value);
+    /// Says what a backend checks or waits for by itself; a dry run shows it, a real run
+    /// needs no word.
+    fn note(&self, what: &str);
 }
 
 /// Really does things, and reports each action (shown with --verbose).
@@ -145,6 +148,8 @@ impl Executor for RealExecutor {
             params,
         });
     }
+
+    fn note(&self, _what: &str) {}
 }
 
 /// Does nothing and says what it would have done, in full.
@@ -196,6 +201,12 @@ impl Executor for DryRunExecutor {
             service: service.to_string(),
             operation: operation.to_string(),
             params,
+        });
+    }
+
+    fn note(&self, what: &str) {
+        self.report(Action::Wait {
+            what: what.to_string(),
         });
     }
 }

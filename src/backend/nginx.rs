@@ -2,12 +2,16 @@
 //! nginx check it (`test_command`) and reload it (`reload_command`), then confirms the reload
 //! (`verify_command`).
 //!
-//! What is confirmed: nginx accepted the file (`nginx -t`), the reload command succeeded, and,
-//! when `verify_command` is set, that it succeeds after the reload. `nginx -s reload` only
-//! signals the master process; the master applies the new configuration asynchronously and
-//! exits 0 even if it later fails to apply it. Without `verify_command` that last step is not
-//! confirmed: set it (see docs/backends.md) for production.
+//! What is confirmed: nginx accepted the file (`test_command`), the reload command succeeded,
+//! and then that the running master really applied it. `nginx -s reload` only signals the
+//! master and exits 0 even when the master then fails to apply the configuration (it logs the
+//! error and keeps the old one). A master that applies a reload starts new worker processes,
+//! so with `pid_file` set the backend waits until workers that were not there before the reload
+//! appear (Linux `/proc`). With `verify_command` set, that command must succeed after the
+//! reload. With neither, the last step is not confirmed, and validation warns about it.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +24,8 @@ use crate::plan::{Argv, NginxBackend as Spec, Plan, Weight};
 /// reload asynchronously, so the first try may come too early.
 const VERIFY_ATTEMPTS: u32 = 10;
 const VERIFY_PAUSE: Duration = Duration::from_millis(300);
+/// How often the master's workers are looked at while waiting for a reload to apply.
+const WORKER_POLL: Duration = Duration::from_millis(50);
 
 pub struct Nginx {
     name: String,
@@ -62,10 +68,14 @@ impl Nginx {
             self.restore(previous).await?;
             return Err(e);
         }
+        let workers_before = self.workers_before_reload().await?;
         let reload = self.cmd(&self.spec.reload_command, change, "nginx reload");
         if let Err(e) = run_checked(exec, &reload).await {
             self.restore(previous).await?;
             return Err(e);
+        }
+        if let Some(before) = workers_before {
+            self.confirm_new_workers(before).await?;
         }
         self.verify(change).await?;
         self.current = change;
@@ -86,6 +96,54 @@ impl Nginx {
             .write_file(&self.spec.upstream_file, &contents)
             .await?;
         Ok(())
+    }
+
+    /// The master's workers before a reload, when reloads are confirmed by `pid_file`.
+    async fn workers_before_reload(&self) -> Result<Option<Workers>, BackendError> {
+        let Some(pid_file) = &self.spec.pid_file else {
+            return Ok(None);
+        };
+        if self.exec.is_dry_run() {
+            self.exec.note(&format!(
+                "confirm the reload: wait until the nginx master in {} has started new worker processes",
+                pid_file.display()
+            ));
+            return Ok(None);
+        }
+        let pid_file = pid_file.clone();
+        let workers = tokio::task::spawn_blocking(move || Workers::read(&pid_file))
+            .await
+            .expect("reading /proc does not panic");
+        workers.map(Some).map_err(BackendError::NotConfirmed)
+    }
+
+    async fn confirm_new_workers(&self, before: Workers) -> Result<(), BackendError> {
+        let pid_file = self
+            .spec
+            .pid_file
+            .clone()
+            .expect("only called with a pid_file");
+        let deadline = tokio::time::Instant::now() + self.spec.command_timeout;
+        loop {
+            let path = pid_file.clone();
+            let now = tokio::task::spawn_blocking(move || Workers::read(&path))
+                .await
+                .expect("reading /proc does not panic");
+            if let Ok(now) = now
+                && now.is_newer_generation_than(&before)
+            {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BackendError::NotConfirmed(format!(
+                    "nginx (master pid {}) started no new worker processes within {} of the reload, \
+                     so it did not apply the new configuration; its error log says why",
+                    before.master,
+                    humantime::format_duration(self.spec.command_timeout)
+                )));
+            }
+            tokio::time::sleep(WORKER_POLL).await;
+        }
     }
 
     async fn verify(&self, change: WeightChange) -> Result<(), BackendError> {
@@ -157,6 +215,44 @@ impl Backend for Nginx {
     }
 }
 
+/// An nginx master and its worker processes, read from the pid file and `/proc`.
+#[derive(Debug, Clone, PartialEq)]
+struct Workers {
+    master: u32,
+    pids: BTreeSet<u32>,
+}
+
+impl Workers {
+    fn read(pid_file: &Path) -> Result<Workers, String> {
+        let text = std::fs::read_to_string(pid_file)
+            .map_err(|e| format!("cannot read the nginx pid file {}: {e}", pid_file.display()))?;
+        let master: u32 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{} does not hold a process id", pid_file.display()))?;
+        let proc = std::fs::read_dir("/proc").map_err(|e| format!("cannot read /proc: {e}"))?;
+        let pids = proc
+            .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| parent_of(*pid) == Some(master))
+            .collect();
+        Ok(Workers { master, pids })
+    }
+
+    /// A reload that was applied started workers that did not exist before it (a restarted
+    /// master, with a new pid, counts too).
+    fn is_newer_generation_than(&self, before: &Workers) -> bool {
+        self.master != before.master || self.pids.iter().any(|pid| !before.pids.contains(pid))
+    }
+}
+
+/// The parent pid from `/proc/PID/stat`; the command name in parentheses may itself hold
+/// spaces and parentheses, so fields are counted after the last `)`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// The upstream block for a weight: each group's servers share its part of the traffic.
 pub fn render(spec: &Spec, plan_name: &str, change: WeightChange) -> String {
     let mut out = format!(
@@ -214,6 +310,7 @@ mod tests {
             test_command: Argv::new(vec!["nginx".into(), "-t".into()]).unwrap(),
             reload_command: Argv::new(vec!["nginx".into(), "-s".into(), "reload".into()]).unwrap(),
             verify_command: None,
+            pid_file: None,
             extra: vec!["keepalive 32;".into()],
             command_timeout: Duration::from_secs(5),
         }
@@ -279,6 +376,27 @@ mod tests {
              # Stage 2: 1% of traffic to the new version.\n\
              upstream app {\n    server 10.0.0.1:80 weight=66;\n    server 10.0.0.2:80 weight=66;\n    server 10.0.0.3:80 weight=66;\n    server 10.0.1.1:80 weight=1;\n    server 10.0.1.2:80 weight=1;\n    keepalive 32;\n}\n"
         );
+    }
+
+    #[test]
+    fn finds_the_children_of_a_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("test.pid");
+        std::fs::write(&pid_file, format!("{}\n", std::process::id())).unwrap();
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let workers = Workers::read(&pid_file).unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(workers.pids.contains(&child.id()), "{workers:?}");
+        let older = Workers {
+            master: workers.master,
+            pids: BTreeSet::new(),
+        };
+        assert!(workers.is_newer_generation_than(&older));
+        assert!(!workers.is_newer_generation_than(&workers));
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub enum Command {
     #[command(after_help = "Example:\n  rollout plan plans/nginx-canary.toml")]
     Plan(PlanArgs),
 
+    /// Answer a rollout that is waiting for approval, from another shell or CI job
+    #[command(
+        after_help = "Examples:\n  rollout approve checkout-api\n  rollout approve checkout-api --reject --by alice"
+    )]
+    Approve(ApproveArgs),
+
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  rollout completions bash > /etc/bash_completion.d/rollout\n  rollout completions zsh > \"${fpath[1]}/_rollout\"\n  rollout completions fish > ~/.config/fish/completions/rollout.fish"
@@ -114,6 +120,24 @@ pub struct ValidateArgs {
 pub struct PlanArgs {
     /// The plan file
     pub plan: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The rollout's name (the plan's `name`)
+    pub name: String,
+
+    /// Refuse instead: the rollout rolls back
+    #[arg(long)]
+    pub reject: bool,
+
+    /// Who answers, for the log [default: $USER]
+    #[arg(long)]
+    pub by: Option<String>,
+
+    /// Where rollout state (journals, locks, approvals) is kept
+    #[arg(long, env = "ROLLOUT_STATE_DIR", default_value = ".rollout")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

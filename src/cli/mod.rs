@@ -1,5 +1,6 @@
 //! The edge of the program: arguments in, exit code out. Errors become `anyhow` only here.
 
+mod approve;
 mod args;
 mod completions;
 mod plan_cmd;
@@ -50,6 +51,7 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::validate(&args, color),
         Command::Plan(args) => plan_cmd::plan(&args, color),
         Command::Run(args) => run::run(&args, color),
+        Command::Approve(args) => approve::approve(&args),
         Command::Completions(args) => completions::completions(&args),
     };
     match result {

@@ -123,7 +123,11 @@ async fn approver(plan: &Plan, args: &RunArgs) -> Arc<dyn Approver> {
         poll: Duration::from_millis(500),
     };
     if !args.dry_run {
-        // An answer left from an earlier run must not approve this one.
+        // The directory tells `rollout approve` that this rollout exists; an answer left from an
+        // earlier run must not approve this one.
+        if let Some(dir) = by_file.path.parent() {
+            let _ = tokio::fs::create_dir_all(dir).await;
+        }
         let _ = tokio::fs::remove_file(&by_file.path).await;
     }
     if std::io::stdin().is_terminal() && !args.dry_run {

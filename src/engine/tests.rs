@@ -133,6 +133,8 @@ impl Executor for FakeExec {
     }
 
     fn call(&self, _: &str, _: &str, _: serde_json::Value) {}
+
+    fn note(&self, _: &str) {}
 }
 
 #[derive(Default)]

@@ -20,6 +20,7 @@ const FIELD_OWNERS: &[(&str, &str)] = &[
     ("test_command", "nginx"),
     ("reload_command", "nginx"),
     ("verify_command", "nginx"),
+    ("pid_file", "nginx"),
     ("extra", "nginx"),
     ("command_timeout", "nginx"),
     ("kubectl", "kubectl"),
@@ -199,6 +200,14 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         .field("verify_command")
         .map(|f| f.get().argv().and_then(Argv::new));
     let verify_ok = !matches!(verify_command, Some(None));
+    let pid_file = optional_string(table, "pid_file").map(PathBuf::from);
+    if pid_file.is_none() && verify_command.is_none() {
+        table.push(
+            Diagnostic::warning(table.path(), table.span(), "nginx reloads will not be confirmed")
+                .label("no `pid_file` and no `verify_command`")
+                .help("`nginx -s reload` exits 0 even when nginx then fails to apply the file; set pid_file = \"/run/nginx.pid\" (rollout then waits for new worker processes) or a verify_command"),
+        );
+    }
     let command_timeout = duration(table, "command_timeout", Duration::from_secs(30));
     all_or_none!(
         upstream_file,
@@ -230,6 +239,7 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         test_command,
         reload_command,
         verify_command: verify_command.flatten(),
+        pid_file,
         extra,
         command_timeout,
     })

@@ -333,6 +333,8 @@ pub struct NginxBackend {
     pub test_command: Argv,
     pub reload_command: Argv,
     pub verify_command: Option<Argv>,
+    /// The nginx master's pid file: a reload is confirmed when new worker processes appear.
+    pub pid_file: Option<PathBuf>,
     pub extra: Vec<String>,
     pub command_timeout: Duration,
 }
