@@ -76,6 +76,11 @@ impl Nginx {
         }
         if let Some(before) = workers_before {
             self.confirm_new_workers(before).await?;
+        } else if let (true, Some(pid_file)) = (exec.is_dry_run(), &self.spec.pid_file) {
+            exec.note(&format!(
+                "confirm the reload: wait until the nginx master in {} has started new worker processes",
+                pid_file.display()
+            ));
         }
         self.verify(change).await?;
         self.current = change;
@@ -104,10 +109,6 @@ impl Nginx {
             return Ok(None);
         };
         if self.exec.is_dry_run() {
-            self.exec.note(&format!(
-                "confirm the reload: wait until the nginx master in {} has started new worker processes",
-                pid_file.display()
-            ));
             return Ok(None);
         }
         let pid_file = pid_file.clone();

@@ -150,13 +150,15 @@ impl Engine {
             }
             wait(what);
         }
-        if !stage.bake.is_zero() {
+        if !stage.metrics.is_empty() {
             wait(format!(
                 "bake {} (up to {} more if the gates do not pass yet, then on_timeout = \"{}\")",
                 humantime::format_duration(stage.bake),
                 humantime::format_duration(stage.max_hold),
                 stage.on_timeout
             ));
+        } else if !stage.bake.is_zero() {
+            wait(format!("bake {}", humantime::format_duration(stage.bake)));
         }
         if stage.approval {
             wait(format!(

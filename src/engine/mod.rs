@@ -82,7 +82,7 @@ impl Engine {
         let plan = self.plan.clone();
         self.events.emit(Event::Started {
             name: plan.name.to_string(),
-            strategy: format!("{:?}", plan.strategy).to_lowercase(),
+            strategy: plan.strategy.to_string(),
             backend: self.backend.describe(),
             stages: plan.stages.len(),
             dry_run: self.dry_run,

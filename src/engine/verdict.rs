@@ -56,27 +56,32 @@ pub fn judge(metric: &Metric, reading: &Reading) -> Verdict {
             OnNoData::Pass => Verdict::Pass,
         },
         Reading::Value { value, baseline } => {
-            let needs_baseline = [&metric.advance, &metric.rollback]
-                .into_iter()
-                .flatten()
-                .any(|c| c.uses_baseline());
-            if needs_baseline && baseline.is_none() {
-                return judge(metric, &Reading::NoData);
-            }
+            // A condition that cannot be computed (it needs a baseline that is missing, or it
+            // divides by zero) neither holds nor fails. A computable rollback that holds is a
+            // breach even when the advance cannot be judged: at 100% the stable side has no
+            // traffic and no baseline, and an absolute ceiling must still protect it.
             let breach = metric
                 .rollback
                 .as_ref()
-                .is_some_and(|c| c.holds(*value, *baseline) == Some(true));
-            // An advance condition that cannot be computed does not hold: no promotion on
-            // evidence that cannot be judged.
-            let pass = metric
-                .advance
-                .as_ref()
-                .is_none_or(|c| c.holds(*value, *baseline) == Some(true));
-            match (breach, pass) {
-                (true, _) => Verdict::Breach,
-                (false, true) => Verdict::Pass,
-                (false, false) => Verdict::Gray,
+                .and_then(|c| c.holds(*value, *baseline));
+            if breach == Some(true) {
+                return Verdict::Breach;
+            }
+            let pass = match &metric.advance {
+                None => Some(true),
+                Some(c) => c.holds(*value, *baseline),
+            };
+            let missing_baseline = baseline.is_none()
+                && [&metric.advance, &metric.rollback]
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.uses_baseline());
+            match pass {
+                // A pass counts only when the rollback side was judged too.
+                Some(true) if breach.is_some() || metric.rollback.is_none() => Verdict::Pass,
+                Some(false) => Verdict::Gray,
+                _ if missing_baseline => judge(metric, &Reading::NoData),
+                _ => Verdict::Gray,
             }
         }
     }
@@ -212,6 +217,8 @@ mod tests {
         let rollback_only = metric(None, Some("> 0.05"));
         let advance_only = metric(Some("< 0.01"), None);
         let overlapping = metric(Some("< 10"), Some("> 5"));
+        let advance_vs_baseline_absolute_rollback = metric(Some("<= baseline * 1.1"), Some("> 5"));
+        let absolute_advance_rollback_vs_baseline = metric(Some("< 1"), Some("> baseline * 2"));
         let with_baseline = |v, b| Reading::Value {
             value: v,
             baseline: Some(b),
@@ -233,6 +240,25 @@ mod tests {
             (&vs_baseline, with_baseline(2.5, 1.0), Breach),
             // A condition on the baseline cannot be judged without one.
             (&vs_baseline, value(1.0), NoData),
+            // ...but an absolute ceiling still can: at 100% there is no stable baseline.
+            (&advance_vs_baseline_absolute_rollback, value(9.0), Breach),
+            (&advance_vs_baseline_absolute_rollback, value(0.5), NoData),
+            (
+                &advance_vs_baseline_absolute_rollback,
+                with_baseline(0.5, 1.0),
+                Pass,
+            ),
+            (&absolute_advance_rollback_vs_baseline, value(0.5), NoData),
+            (
+                &absolute_advance_rollback_vs_baseline,
+                with_baseline(0.5, 1.0),
+                Pass,
+            ),
+            (
+                &absolute_advance_rollback_vs_baseline,
+                with_baseline(0.5, 0.1),
+                Breach,
+            ),
             (&both, value(f64::NAN), Gray),
         ];
         for (i, (m, reading, expected)) in cases.into_iter().enumerate() {

@@ -53,6 +53,11 @@ pub enum SetupError {
         source_name: String,
         var: MissingVar,
     },
+    #[error("source `{source_name}`: `{template}` does not resolve to an http:// or https:// URL")]
+    Url {
+        source_name: String,
+        template: String,
+    },
     #[error("source `{source_name}`: invalid header `{header}`")]
     Header { source_name: String, header: String },
     #[error("cannot set up the HTTP client: {0}")]
@@ -89,6 +94,18 @@ fn build(
             var,
         })
     };
+    // A URL whose scheme came from a variable is checked once it is known.
+    let resolve_url = |t: &Template| {
+        let url = resolve(t)?;
+        if url.starts_with("http://") || url.starts_with("https://") {
+            Ok(url)
+        } else {
+            Err(SetupError::Url {
+                source_name: name.to_string(),
+                template: t.to_string(),
+            })
+        }
+    };
     Ok(match (&source.kind, &metric.query) {
         (
             SourceKind::Prometheus { url, headers },
@@ -99,7 +116,7 @@ fn build(
             },
         ) => Arc::new(prometheus::Prometheus {
             client: client.clone(),
-            base_url: resolve(url)?,
+            base_url: resolve_url(url)?,
             url_shown: url.to_string(),
             headers: header_map(name, headers, &resolve)?,
             timeout: source.timeout,
@@ -118,7 +135,7 @@ fn build(
             let url = own_url.as_ref().unwrap_or(url);
             Arc::new(http_json::HttpJson {
                 client: client.clone(),
-                url: resolve(url)?,
+                url: resolve_url(url)?,
                 url_shown: url.to_string(),
                 headers: header_map(name, headers, &resolve)?,
                 timeout: source.timeout,

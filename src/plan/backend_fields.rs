@@ -10,54 +10,72 @@ use super::reader::Table;
 
 const TYPES: [&str; 4] = ["nginx", "kubectl", "ecs", "command"];
 
-/// Every backend field, with the type (and mode) it belongs to, so that a field given for the
-/// wrong type is reported as such rather than as unknown.
-const FIELD_OWNERS: &[(&str, &str)] = &[
-    ("upstream_file", "nginx"),
-    ("upstream", "nginx"),
-    ("stable", "nginx"),
-    ("canary", "nginx"),
-    ("test_command", "nginx"),
-    ("reload_command", "nginx"),
-    ("verify_command", "nginx"),
-    ("pid_file", "nginx"),
-    ("extra", "nginx"),
-    ("command_timeout", "nginx"),
-    ("kubectl", "kubectl"),
-    ("kubeconfig", "kubectl"),
-    ("context", "kubectl"),
-    ("namespace", "kubectl"),
-    ("rollout_timeout", "kubectl"),
-    ("stable_deployment", "kubectl (mode = \"replicas\")"),
-    ("canary_deployment", "kubectl (mode = \"replicas\")"),
-    ("replicas", "kubectl (mode = \"replicas\")"),
-    ("route", "kubectl (mode = \"gateway\")"),
-    (
-        "stable_service",
-        "kubectl (mode = \"gateway\") or ecs (mode = \"alb\")",
-    ),
+/// A backend type, and the mode when the field belongs to one mode only.
+type Owner = (&'static str, Option<&'static str>);
+
+/// Every backend field, with the backend types (and modes) it belongs to, so that a field
+/// given for the wrong type or mode is reported as such rather than as unknown.
+const FIELD_OWNERS: &[(&str, &[Owner])] = &[
+    ("upstream_file", &[("nginx", None)]),
+    ("upstream", &[("nginx", None)]),
+    ("stable", &[("nginx", None)]),
+    ("canary", &[("nginx", None)]),
+    ("test_command", &[("nginx", None)]),
+    ("reload_command", &[("nginx", None)]),
+    ("verify_command", &[("nginx", None)]),
+    ("pid_file", &[("nginx", None)]),
+    ("extra", &[("nginx", None)]),
+    ("command_timeout", &[("nginx", None)]),
+    ("kubectl", &[("kubectl", None)]),
+    ("kubeconfig", &[("kubectl", None)]),
+    ("context", &[("kubectl", None)]),
+    ("namespace", &[("kubectl", None)]),
+    ("rollout_timeout", &[("kubectl", None)]),
+    ("stable_deployment", &[("kubectl", Some("replicas"))]),
+    ("canary_deployment", &[("kubectl", Some("replicas"))]),
+    ("replicas", &[("kubectl", Some("replicas"))]),
+    ("route", &[("kubectl", Some("gateway"))]),
+    ("stable_service", &[("kubectl", Some("gateway"))]),
     (
         "canary_service",
-        "kubectl (mode = \"gateway\") or ecs (mode = \"alb\")",
+        &[("kubectl", Some("gateway")), ("ecs", Some("alb"))],
     ),
-    ("container", "kubectl (mode = \"replicas\") or ecs"),
-    ("image", "kubectl (mode = \"replicas\") or ecs"),
-    ("mode", "kubectl or ecs"),
-    ("cluster", "ecs"),
-    ("region", "ecs"),
-    ("endpoint_url", "ecs"),
-    ("deploy_timeout", "ecs"),
-    ("service", "ecs (mode = \"service\")"),
-    ("listener_arn", "ecs (mode = \"alb\")"),
-    ("rule_arn", "ecs (mode = \"alb\")"),
-    ("stable_target_group", "ecs (mode = \"alb\")"),
-    ("canary_target_group", "ecs (mode = \"alb\")"),
-    ("set_weight", "command"),
-    ("promote", "command"),
-    ("rollback", "command"),
-    ("verify", "command"),
-    ("timeout", "command"),
+    ("container", &[("kubectl", Some("replicas")), ("ecs", None)]),
+    ("image", &[("kubectl", Some("replicas")), ("ecs", None)]),
+    ("mode", &[("kubectl", None), ("ecs", None)]),
+    ("cluster", &[("ecs", None)]),
+    ("region", &[("ecs", None)]),
+    ("endpoint_url", &[("ecs", None)]),
+    ("deploy_timeout", &[("ecs", None)]),
+    ("service", &[("ecs", Some("service"))]),
+    ("listener_arn", &[("ecs", Some("alb"))]),
+    ("rule_arn", &[("ecs", Some("alb"))]),
+    ("stable_target_group", &[("ecs", Some("alb"))]),
+    ("canary_target_group", &[("ecs", Some("alb"))]),
+    ("set_weight", &[("command", None)]),
+    ("promote", &[("command", None)]),
+    ("rollback", &[("command", None)]),
+    ("verify", &[("command", None)]),
+    ("timeout", &[("command", None)]),
 ];
+
+/// Why `key` is not valid in a backend of type `kind` (and `mode`), naming where it belongs.
+fn misplaced(key: &str, kind: &str, mode: Option<&str>) -> Option<String> {
+    let (_, owners) = FIELD_OWNERS.iter().find(|(field, _)| *field == key)?;
+    let describe = |(t, m): &Owner| match m {
+        Some(m) => format!("the {t} backend with mode = \"{m}\""),
+        None => format!("the {t} backend"),
+    };
+    let here = match mode {
+        Some(m) => format!("the {kind} backend with mode = \"{m}\""),
+        None => format!("the {kind} backend"),
+    };
+    let there: Vec<String> = owners.iter().map(describe).collect();
+    Some(format!(
+        "`{key}` belongs to {}, not to {here}",
+        there.join(" or ")
+    ))
+}
 
 pub fn read_backend(table: &Table<'_, '_>) -> RawBackend {
     let kind = table
@@ -70,16 +88,11 @@ pub fn read_backend(table: &Table<'_, '_>) -> RawBackend {
         Some(_) => command(table).map(Backend::Command),
         None => None,
     };
-    let this = kind.map(|k| format!("the {k} backend")).unwrap_or_default();
-    if kind.is_some() {
-        table.finish(|key| {
-            FIELD_OWNERS
-                .iter()
-                .find(|(field, _)| *field == key)
-                .map(|(_, owner)| {
-                    format!("`{key}` is a field of the {owner} backend, not of {this}")
-                })
-        });
+    if let Some(kind) = kind {
+        let mode = table
+            .peek_str("mode")
+            .filter(|_| matches!(kind, "kubectl" | "ecs"));
+        table.finish(|key| misplaced(key, kind, mode));
     }
     RawBackend {
         header: table.span(),
@@ -127,7 +140,7 @@ fn required_argv(table: &Table<'_, '_>, key: &'static str, example: &str) -> Opt
 fn duration(table: &Table<'_, '_>, key: &'static str, default: Duration) -> Duration {
     table
         .field(key)
-        .and_then(|f| f.get().duration())
+        .and_then(|f| f.get().positive_duration())
         .unwrap_or(default)
 }
 

@@ -77,6 +77,8 @@ impl Diagnostic {
 pub struct SourceFile {
     pub path: PathBuf,
     pub text: String,
+    /// Byte ranges never shown in a rendered diagnostic: literal secrets in the file.
+    pub redacted: Vec<Span>,
 }
 
 /// A 1-based line and column (in characters), as editors count them.
@@ -91,6 +93,7 @@ impl SourceFile {
         SourceFile {
             path: path.into(),
             text: text.into(),
+            redacted: Vec::new(),
         }
     }
 
@@ -120,15 +123,28 @@ impl SourceFile {
         } else {
             Renderer::plain()
         };
+        let shown = self.shown_text();
         let mut out = String::new();
         for diagnostic in diagnostics {
-            out.push_str(&renderer.render(&[self.group(diagnostic)]));
+            out.push_str(&renderer.render(&[self.group(&shown, diagnostic)]));
             out.push_str("\n\n");
         }
         out
     }
 
-    fn group<'a>(&'a self, d: &'a Diagnostic) -> Group<'a> {
+    /// The text with every redacted byte replaced by `*`: same length, so spans still fit.
+    fn shown_text(&self) -> String {
+        let mut bytes = self.text.clone().into_bytes();
+        for span in &self.redacted {
+            let end = span.end.min(bytes.len());
+            for b in &mut bytes[span.start.min(end)..end] {
+                *b = b'*';
+            }
+        }
+        String::from_utf8(bytes).unwrap_or_else(|_| "*".repeat(self.text.len()))
+    }
+
+    fn group<'a>(&'a self, shown: &'a str, d: &'a Diagnostic) -> Group<'a> {
         let level = match d.severity {
             Severity::Error => Level::ERROR,
             Severity::Warning => Level::WARNING,
@@ -139,7 +155,7 @@ impl SourceFile {
         } else {
             format!("{}: {}", d.path, d.message)
         };
-        let snippet = Snippet::source(self.text.as_str())
+        let snippet = Snippet::source(shown)
             .path(display_path(&self.path))
             .annotation(AnnotationKind::Primary.span(span).label(d.label.as_str()));
         let group = level.primary_title(title).element(snippet);
@@ -252,5 +268,18 @@ error: name: is not a valid name
 
 ";
         assert_eq!(file.render(&[d], false), expected);
+    }
+
+    #[test]
+    fn redacted_text_is_never_rendered() {
+        let mut file = SourceFile::new(
+            "plan.toml",
+            "headers = { Authorization = \"Bearer hunter2\" }\n",
+        );
+        file.redacted.push(29..43);
+        let d = Diagnostic::error("headers", 12..25, "something");
+        let out = file.render(&[d], false);
+        assert!(!out.contains("hunter2"), "{out}");
+        assert!(out.contains("\"**************\""), "{out}");
     }
 }

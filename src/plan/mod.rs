@@ -92,7 +92,9 @@ pub fn check(file: SourceFile) -> Checked {
     let raw = parse::read_plan(&table);
     table.finish(top_level_owner);
     let plan = validate::validate(&cx, raw, root.span(), fingerprint);
-    let mut diagnostics = cx.into_diagnostics();
+    let (mut diagnostics, redacted) = cx.finish();
+    let mut file = file;
+    file.redacted = redacted;
     // Stable order: by position, errors before warnings at the same place.
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
     Checked {

@@ -58,6 +58,15 @@ pub enum Strategy {
     BlueGreen,
 }
 
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::Canary => "canary",
+            Strategy::BlueGreen => "blue-green",
+        })
+    }
+}
+
 /// A share of traffic in percent, 0..=100.
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize)]
 #[serde(transparent)]

@@ -5,7 +5,7 @@ use super::condition::{self, Condition};
 use super::diagnostic::{Diagnostic, Span};
 use super::model::{HaltAction, HookEvent, MetricMode, OnNoData, Reduce, Strategy};
 use super::raw::*;
-use super::reader::{At, Field, Table, join};
+use super::reader::{At, Field, Table};
 use super::template::Template;
 
 const HALT_ACTIONS: [(&str, HaltAction); 2] = [
@@ -109,7 +109,9 @@ fn read_defaults(table: &Table<'_, '_>) -> RawDefaults {
             .field("on_interrupt")
             .and_then(|f| f.get().choice(&HALT_ACTIONS)),
         approval: table.field("approval").and_then(|f| f.get().bool()),
-        hook_timeout: table.field("hook_timeout").and_then(|f| f.get().duration()),
+        hook_timeout: table
+            .field("hook_timeout")
+            .and_then(|f| f.get().positive_duration()),
     };
     table.finish(|key| match key {
         "metrics" | "hooks" | "weight" => {
@@ -131,7 +133,9 @@ fn read_hook(table: &Table<'_, '_>) -> RawHook {
         run: table
             .required("run", "run = [\"./scripts/notify.sh\"]")
             .and_then(|f| f.get().argv()),
-        timeout: table.field("timeout").and_then(|f| f.get().duration()),
+        timeout: table
+            .field("timeout")
+            .and_then(|f| f.get().positive_duration()),
     }
 }
 
@@ -179,7 +183,9 @@ fn read_stage(path: &str, f: &Field<'_, '_>) -> Option<RawStage> {
         weight,
         bake: duration_at(&table, "bake"),
         interval: duration_at(&table, "interval"),
-        max_hold: table.field("max_hold").and_then(|f| f.get().duration()),
+        max_hold: table
+            .field("max_hold")
+            .and_then(|f| f.get().positive_duration()),
         on_timeout: table
             .field("on_timeout")
             .and_then(|f| f.get().choice(&HALT_ACTIONS)),
@@ -202,44 +208,43 @@ fn read_source(name: At<String>, f: &Field<'_, '_>) -> Option<RawSource> {
             let t = t.get();
             spanned(&t, t.choice(&SourceType::ALL))
         });
-    let wants_url = kind
+    let is_command = kind
         .as_ref()
-        .is_some_and(|k| k.value != SourceType::Command);
-    let url = if wants_url {
-        table.required("url", "url = \"http://127.0.0.1:9090\"")
-    } else {
-        table.field("url")
+        .is_some_and(|k| k.value == SourceType::Command);
+    // A command source has no url or headers: leaving them unread reports them as unknown.
+    let url = match &kind {
+        Some(k) if k.value != SourceType::Command => {
+            table.required("url", "url = \"http://127.0.0.1:9090\"")
+        }
+        Some(_) => None,
+        None => table.field("url"),
     };
     let url = url.and_then(|u| template(&u.get(), true));
-    let headers = table
-        .field("headers")
-        .map_or_else(Vec::new, |h| read_headers(&h));
+    let headers = if is_command {
+        Vec::new()
+    } else {
+        table
+            .field("headers")
+            .map_or_else(Vec::new, |h| read_headers(&h))
+    };
     let source = RawSource {
         name,
         url,
         headers,
-        timeout: table.field("timeout").and_then(|f| f.get().duration()),
+        timeout: table
+            .field("timeout")
+            .and_then(|f| f.get().positive_duration()),
         kind,
     };
-    if let (Some(kind), Some(url)) = (&source.kind, &source.url)
-        && kind.value == SourceType::Command
-    {
-        f.cx.push(
-            Diagnostic::error(
-                join(&f.path, "url"),
-                url.span.clone(),
-                "unknown field `url`",
-            )
-            .label("not valid here")
-            .help("a command source runs each metric's `run` command; it has no url"),
-        );
-    }
-    table.finish(source_field_owner);
+    table.finish(|key| source_field_owner(key, is_command));
     Some(source)
 }
 
-fn source_field_owner(key: &str) -> Option<String> {
+fn source_field_owner(key: &str, is_command: bool) -> Option<String> {
     match key {
+        "url" | "headers" if is_command => Some(format!(
+            "a command source runs each metric's `run` command; it has no `{key}`"
+        )),
         "query" | "baseline" | "path" | "baseline_path" | "run" | "baseline_run" | "reduce" => {
             Some(format!(
                 "`{key}` belongs to each metric, under [[metrics]], not to its source"
@@ -270,8 +275,13 @@ fn read_headers(f: &Field<'_, '_>) -> Vec<(String, Template)> {
                 );
                 return None;
             }
-            // The value may hold a secret: never echo it back in a diagnostic.
-            let template = template(&value.get(), false)?;
+            // A literal value may be a secret: never echo it back in a diagnostic.
+            let field = value.get();
+            if field.str().is_some_and(|v| !v.contains("${")) {
+                f.cx.redact(field.span());
+                warn_literal_credential(&field, &name);
+            }
+            let template = template(&field, false)?;
             Some((name.value, template.value))
         })
         .collect();
@@ -279,12 +289,45 @@ fn read_headers(f: &Field<'_, '_>) -> Vec<(String, Template)> {
     headers
 }
 
+/// Credentials belong in the environment, not in a plan file that is committed and shared.
+fn warn_literal_credential(value: &Field<'_, '_>, name: &At<String>) {
+    let lower = name.value.to_ascii_lowercase();
+    let credential = [
+        "authorization",
+        "cookie",
+        "token",
+        "key",
+        "secret",
+        "password",
+    ]
+    .iter()
+    .any(|word| lower.contains(word));
+    if credential {
+        value.cx.push(
+            Diagnostic::warning(
+                value.path(),
+                value.span(),
+                "a credential is written into the plan file",
+            )
+            .label("read it from the environment instead")
+            .help(format!(
+                "for example: {} = \"Bearer ${{PROM_TOKEN}}\"",
+                name.value
+            )),
+        );
+    }
+}
+
 /// A `${VAR}` template. URLs are checked for an http(s) scheme; header values are not shown.
 fn template(f: &Field<'_, '_>, is_url: bool) -> Option<At<Template>> {
     let text = f.str()?;
     match Template::parse(text) {
         Ok(t) => {
-            if is_url && !(text.starts_with("http://") || text.starts_with("https://")) {
+            // `${PROM_URL}` may hold the scheme; it is checked when the run resolves it.
+            let scheme_known = text.starts_with("http://")
+                || text.starts_with("https://")
+                || text.starts_with("${");
+            if is_url && !scheme_known {
                 f.cx.push(
                     f.error("is not an http:// or https:// URL")
                         .label("expected a URL")

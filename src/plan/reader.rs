@@ -27,6 +27,7 @@ impl<T> At<T> {
 pub struct Cx {
     text: String,
     diagnostics: RefCell<Vec<Diagnostic>>,
+    redacted: RefCell<Vec<Span>>,
 }
 
 impl Cx {
@@ -34,6 +35,7 @@ impl Cx {
         Cx {
             text: text.to_string(),
             diagnostics: RefCell::default(),
+            redacted: RefCell::default(),
         }
     }
 
@@ -46,8 +48,14 @@ impl Cx {
         self.diagnostics.borrow_mut().push(diagnostic);
     }
 
-    pub fn into_diagnostics(self) -> Vec<Diagnostic> {
-        self.diagnostics.into_inner()
+    /// Marks a span of the file as secret: diagnostics never show it.
+    pub fn redact(&self, span: Span) {
+        self.redacted.borrow_mut().push(span);
+    }
+
+    /// The diagnostics, and the spans to redact when showing the file.
+    pub fn finish(self) -> (Vec<Diagnostic>, Vec<Span>) {
+        (self.diagnostics.into_inner(), self.redacted.into_inner())
     }
 
     pub fn has_errors(&self) -> bool {
@@ -207,6 +215,20 @@ impl<'a, 'i> Field<'a, 'i> {
                 None
             }
         }
+    }
+
+    /// A duration that must be longer than zero: timeouts and waits that zero would break.
+    pub fn positive_duration(&self) -> Option<Duration> {
+        let d = self.duration()?;
+        if d.is_zero() {
+            self.cx.push(
+                self.error("must be longer than zero")
+                    .label("zero")
+                    .help("for example: \"30s\""),
+            );
+            return None;
+        }
+        Some(d)
     }
 
     /// A string that must be one of a fixed set of choices.
@@ -374,6 +396,12 @@ impl<'a, 'i> Table<'a, 'i> {
 
     pub fn push(&self, diagnostic: Diagnostic) {
         self.cx.push(diagnostic);
+    }
+
+    /// A string field's value without marking the field as known (for messages about others).
+    pub fn peek_str(&self, key: &str) -> Option<&'a str> {
+        let (_, value) = self.table.iter().find(|(k, _)| k.get_ref() == key)?;
+        value.get_ref().as_str()
     }
 
     /// The field named `key`, if present. Asking for a field marks it as known.

@@ -458,8 +458,9 @@ fn check_shape(cx: &Cx, raw: &At<Vec<RawStage>>, strategy: Strategy) {
                     .enumerate()
                     .find(|(i, s)| {
                         let w = s.weight.as_ref().map_or(0.0, |w| w.value);
-                        !(w == 100.0 && *i == stages.len() - 1
-                            || w == 0.0 && *i == 0 && stages.len() == 2)
+                        let allowed =
+                            (w == 100.0 && *i == stages.len() - 1) || (w == 0.0 && *i == 0);
+                        !allowed
                     })
                     .map(|(_, s)| s)
                     .unwrap_or(last);
@@ -509,6 +510,11 @@ fn stage(
                     .help("give the last stage a bake so a late regression can still roll back, e.g. bake = \"10m\""),
             );
         }
+        let max_hold = raw.max_hold.unwrap_or(defaults.max_hold);
+        check_reachable(cx, raw, &metrics, raw_metrics, bake + max_hold, interval);
+        if weight.is_full() {
+            warn_baseline_at_full(cx, raw, &metrics, raw_metrics);
+        }
         if metric_count == 0 && raw_metrics.is_empty() && first_gated {
             cx.push(
                 Diagnostic::warning(join(&raw.path, "weight"), raw.weight.as_ref()?.span.clone(), "the plan has no metrics: no stage is gated")
@@ -533,7 +539,10 @@ fn stage(
         interval,
         max_hold: raw.max_hold.unwrap_or(defaults.max_hold),
         on_timeout: raw.on_timeout.unwrap_or(defaults.on_timeout),
-        approval: raw.approval.unwrap_or(defaults.approval),
+        // A default approval is for stages with traffic; a 0% stage asks only when it says so.
+        approval: raw
+            .approval
+            .unwrap_or(defaults.approval && !weight.is_zero()),
         metrics: if weight.is_zero() {
             Vec::new()
         } else {
@@ -572,6 +581,63 @@ fn check_interval(
         .label("the bake would end before the first measurement")
         .help("make the interval shorter than the bake, e.g. a tenth of it"),
     );
+}
+
+/// Where the metric is defined, for pointing at it from a stage.
+fn metric_span(m: &RawMetric) -> Span {
+    m.name.as_ref().map_or(m.header.clone(), |n| n.span.clone())
+}
+
+/// A stage that cannot collect `min_samples` readings before max_hold runs out is certain to
+/// end by on_timeout.
+fn check_reachable(
+    cx: &Cx,
+    raw: &RawStage,
+    metrics: &[usize],
+    raw_metrics: &[RawMetric],
+    window: Duration,
+    interval: Duration,
+) {
+    let possible = (window.as_secs_f64() / interval.as_secs_f64()).floor() as u64;
+    for &i in metrics {
+        let m = &raw_metrics[i];
+        let Some(min) = m.min_samples else { continue };
+        if u64::from(min) > possible {
+            cx.push(
+                Diagnostic::warning(join(&m.path, "min_samples"), metric_span(m), format!(
+                    "{} needs {min} measurements, but {} can take at most {possible} before max_hold runs out",
+                    m.name.as_ref().map_or("this metric", |n| n.value.as_str()),
+                    raw.path,
+                ))
+                .label("cannot be reached")
+                .help("lower min_samples, shorten the interval, or lengthen the bake or max_hold"),
+            );
+        }
+    }
+}
+
+/// At 100% the stable version has no traffic, so a baseline has no data and an `advance`
+/// that compares against it can never pass.
+fn warn_baseline_at_full(cx: &Cx, raw: &RawStage, metrics: &[usize], raw_metrics: &[RawMetric]) {
+    for &i in metrics {
+        let m = &raw_metrics[i];
+        let has_baseline =
+            m.baseline.is_some() || m.baseline_path.is_some() || m.baseline_run.is_some();
+        if has_baseline && m.advance.as_ref().is_some_and(|a| a.value.uses_baseline()) {
+            let name = m.name.as_ref().map_or("a metric", |n| n.value.as_str());
+            let span = raw
+                .weight
+                .as_ref()
+                .map_or(raw.header.clone(), |w| w.span.clone());
+            cx.push(
+                Diagnostic::warning(join(&raw.path, "metrics"), span, format!(
+                    "`{name}` compares against its baseline, which has no data at 100%"
+                ))
+                .label("the stable version gets no traffic here")
+                .help(format!("this stage can never pass `{name}`'s advance; list this stage's metrics without it (metrics = [...]) and gate it with a fixed threshold")),
+            );
+        }
+    }
 }
 
 fn warn_ignored_at_zero(cx: &Cx, raw: &RawStage) {

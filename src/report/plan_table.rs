@@ -47,10 +47,7 @@ pub fn render(plan: &Plan) -> String {
          Minimum duration: {min} (every stage passes when its bake ends)\n\
          Worst case:       {worst} (every stage uses its full max_hold; hooks run to their timeouts)\n",
         name = plan.name,
-        strategy = match plan.strategy {
-            crate::plan::Strategy::Canary => "canary",
-            crate::plan::Strategy::BlueGreen => "blue-green",
-        },
+        strategy = plan.strategy,
         backend = plan.backend.type_name(),
         min = text::duration(min),
         worst = text::duration(worst),
@@ -126,7 +123,8 @@ pub fn durations(plan: &Plan) -> (Duration, Duration) {
         .iter()
         .map(|s| {
             let hooks: Duration = s.hooks.iter().map(|h| h.timeout).sum();
-            let waits = !s.weight.is_zero() || s.approval;
+            // Only gates and approvals can hold a stage past its bake.
+            let waits = !s.metrics.is_empty() || s.approval;
             s.bake + hooks + if waits { s.max_hold } else { Duration::ZERO }
         })
         .sum();

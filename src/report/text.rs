@@ -110,7 +110,10 @@ pub fn line(event: &Event, verbosity: Verbosity) -> Option<String> {
             } else {
                 ""
             };
-            format!("rollout {name}: {strategy} in {stages} stages through the {backend}{dry}")
+            let plural = if *stages == 1 { "" } else { "s" };
+            format!(
+                "rollout {name}: {strategy} in {stages} stage{plural} through the {backend}{dry}"
+            )
         }
         Event::StageStarted {
             stage,

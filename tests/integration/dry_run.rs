@@ -32,6 +32,14 @@ const PLAN: &str = r#"
     advance = "<= baseline * 1.1 + 0.001"
     rollback = "> 5%"
 
+    # At 100% the stable side has no traffic to compare against: a fixed ceiling gates it.
+    [[metrics]]
+    name = "error-ceiling"
+    source = "prom"
+    query = 'sum(rate(http_requests_total{track="canary",code=~"5.."}[1m])) / sum(rate(http_requests_total{track="canary"}[1m]))'
+    advance = "< 1%"
+    rollback = "> 5%"
+
     [[stages]]
     weight = 0
     [[stages.hooks]]
@@ -39,10 +47,12 @@ const PLAN: &str = r#"
 
     [[stages]]
     weight = 1
+    metrics = ["error-rate"]
 
     [[stages]]
     weight = 100
     approval = true
+    metrics = ["error-ceiling"]
 
     [[hooks]]
     on = "promoted"
@@ -108,8 +118,8 @@ fn prints_every_action_and_touches_nothing() {
             would run (nginx reload): nginx -s reload
             would run (verify the reload): /usr/local/bin/check-shop-upstream
             stage 3: 100% of traffic on the new version
-            stage 3: baking 2m, measuring error-rate every 20s (max hold 30m)
-            would measure error-rate every 20s: GET http://127.0.0.1:9090/api/v1/query?query=sum(rate(http_requests_total{track="canary",code=~"5.."}[1m])) / sum(rate(http_requests_total{track="canary"}[1m])); baseline: GET http://127.0.0.1:9090/api/v1/query?query=sum(rate(http_requests_total{track="stable",code=~"5.."}[1m])) / sum(rate(http_requests_total{track="stable"}[1m]))
+            stage 3: baking 2m, measuring error-ceiling every 20s (max hold 30m)
+            would measure error-ceiling every 20s: GET http://127.0.0.1:9090/api/v1/query?query=sum(rate(http_requests_total{track="canary",code=~"5.."}[1m])) / sum(rate(http_requests_total{track="canary"}[1m]))
             would bake 2m (up to 30m more if the gates do not pass yet, then on_timeout = "rollback")
             would wait for approval before leaving stage 3: run `rollout approve shop` (or `rollout approve shop --reject`)
             stage 3 passed at 100% after 0s

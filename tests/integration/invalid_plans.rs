@@ -65,13 +65,21 @@ fn backend_field_of_other_type() {
         .status(2)
         .stderr(
             r#"
+        warning: backend: nginx reloads will not be confirmed
+         --> plan.toml:2:1
+          |
+        2 | [backend]
+          | ^^^^^^^^^ no `pid_file` and no `verify_command`
+          |
+          = help: `nginx -s reload` exits 0 even when nginx then fails to apply the file; set pid_file = "/run/nginx.pid" (rollout then waits for new worker processes) or a verify_command
+
         error: backend.namespace: unknown field `namespace`
          --> plan.toml:8:1
           |
         8 | namespace = "prod"
           | ^^^^^^^^^ not valid here
           |
-          = help: `namespace` is a field of the kubectl backend, not of the nginx backend
+          = help: `namespace` belongs to the kubectl backend, not to the nginx backend
 
         warning: stages[0].weight: the plan has no metrics: no stage is gated
           --> plan.toml:11:10
@@ -81,7 +89,7 @@ fn backend_field_of_other_type() {
            |
            = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
 
-        plan.toml: invalid (1 error, 1 warning)
+        plan.toml: invalid (1 error, 2 warnings)
             "#,
         )
         .run();
@@ -122,6 +130,14 @@ fn backend_fields_missing() {
           |
           = help: add it, for example: canary = ["127.0.0.1:8080"]
 
+        warning: backend: nginx reloads will not be confirmed
+         --> plan.toml:2:1
+          |
+        2 | [backend]
+          | ^^^^^^^^^ no `pid_file` and no `verify_command`
+          |
+          = help: `nginx -s reload` exits 0 even when nginx then fails to apply the file; set pid_file = "/run/nginx.pid" (rollout then waits for new worker processes) or a verify_command
+
         warning: stages[0].weight: the plan has no metrics: no stage is gated
          --> plan.toml:8:10
           |
@@ -130,7 +146,7 @@ fn backend_fields_missing() {
           |
           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
 
-        plan.toml: invalid (2 errors, 1 warning)
+        plan.toml: invalid (2 errors, 2 warnings)
             "#,
         )
         .run();
@@ -327,13 +343,13 @@ fn blue_green_shape() {
         .status(2)
         .stderr(
             r#"
-        error: stages[0].weight: a blue-green plan switches all traffic at once
-         --> plan.toml:8:10
-          |
-        8 | weight = 0
-          |          ^ not allowed in a blue-green plan
-          |
-          = help: use exactly one stage at weight 100 (its bake is the fallback window), optionally after one stage at weight 0
+        error: stages[1].weight: a blue-green plan switches all traffic at once
+          --> plan.toml:11:10
+           |
+        11 | weight = 50
+           |          ^^ not allowed in a blue-green plan
+           |
+           = help: use exactly one stage at weight 100 (its bake is the fallback window), optionally after one stage at weight 0
 
         warning: stages[1].weight: the plan has no metrics: no stage is gated
           --> plan.toml:11:10

@@ -5,6 +5,8 @@ mod completions;
 mod dry_run;
 mod harness;
 mod invalid_plans;
+mod lab;
+mod lab_smoke;
 mod parser_fuzz;
 mod plan_table;
 mod plans_dir;
