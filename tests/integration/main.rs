@@ -3,6 +3,7 @@
 
 mod completions;
 mod dry_run;
+mod e2e_nginx;
 mod harness;
 mod invalid_plans;
 mod lab;
