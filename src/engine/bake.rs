@@ -18,7 +18,7 @@ use super::event::{Action, Event, Measurement};
 use super::verdict::{History, Reading, Standing, judge, standing};
 use super::{Engine, Halt};
 use crate::metrics::{Probe, Which, measure};
-use crate::plan::{Metric, MetricMode, Stage};
+use crate::plan::{Metric, MetricMode, Stage, show_number};
 
 /// Extra time a whole measurement may take beyond the source's own timeout before the poller
 /// gives up on it (the source's client should have given up first).
@@ -243,8 +243,12 @@ fn breach_reason(stage: &Stage, metric: &Metric, reading: &Reading, history: &Hi
         Reading::Value {
             value,
             baseline: Some(b),
-        } => format!("was {value} against a baseline of {b}"),
-        Reading::Value { value, .. } => format!("was {value}"),
+        } => format!(
+            "was {} against a baseline of {}",
+            show_number(*value),
+            show_number(*b)
+        ),
+        Reading::Value { value, .. } => format!("was {}", show_number(*value)),
         _ => "had no data (on_no_data = \"fail\")".to_string(),
     };
     let streak = if metric.rollback_after > 1 {

@@ -100,6 +100,22 @@ impl fmt::Display for Weight {
     }
 }
 
+/// A measured number as people read it: four significant digits, no float noise
+/// (`0.15207644301480122` is shown as `0.1521`).
+pub fn show_number(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return v.to_string();
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = (3 - magnitude).clamp(0, 8) as usize;
+    let text = format!("{v:.decimals$}");
+    if text.contains('.') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
 /// What to do when a stage cannot conclude (max_hold) or the run is interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]

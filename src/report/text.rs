@@ -14,17 +14,7 @@ pub enum Verbosity {
 
 /// A value as people read it: a few significant digits, no float noise.
 pub fn value(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return v.to_string();
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    let decimals = (3 - magnitude).clamp(0, 8) as usize;
-    let text = format!("{v:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
-    }
+    crate::plan::model::show_number(v)
 }
 
 pub fn percent(p: f64) -> String {

@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# A real canary on this machine, in about a minute once built: two local services behind a real
+# nginx, a real Prometheus scraping them, live traffic, and `rollout run` moving it stage by stage.
+#   ./scripts/demo.sh          a healthy canary, promoted to 100%
+#   ./scripts/demo.sh --bad    the canary starts failing mid-rollout and is rolled back
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/install-services.sh
+export PATH="$PATH:/usr/sbin"
+cargo build -q --bin rollout --example demo
+exec ./target/debug/examples/demo "$@"
