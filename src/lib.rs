@@ -12,3 +12,4 @@ pub mod engine;
 pub mod metrics;
 pub mod plan;
 pub mod report;
+pub mod state;

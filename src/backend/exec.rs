@@ -276,6 +276,12 @@ fn kill_group(pid: u32) {
 /// Temp file in the same directory, fsync, rename over the target, fsync the directory, keeping
 /// the target's permissions. A crash at any moment leaves the old file or the new one.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ExecError> {
+    write_atomically_with(path, contents, true)
+}
+
+/// Like `write_atomically`; with `durable` false it skips the fsyncs: readers still never see
+/// a torn file, but a power cut may lose the write. For frequent, unimportant updates.
+pub fn write_atomically_with(path: &Path, contents: &[u8], durable: bool) -> Result<(), ExecError> {
     use std::io::Write;
     let io = |op: &'static str, path: &Path| {
         let path = path.to_path_buf();
@@ -297,12 +303,17 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ExecError> {
     });
     std::fs::set_permissions(temp.path(), permissions)
         .map_err(io("set permissions on", temp.path()))?;
-    temp.as_file().sync_all().map_err(io("sync", temp.path()))?;
+    if durable {
+        temp.as_file().sync_all().map_err(io("sync", temp.path()))?;
+    }
     temp.persist(path).map_err(|e| ExecError::Io {
         op: "replace",
         path: path.to_path_buf(),
         source: e.error,
     })?;
+    if !durable {
+        return Ok(());
+    }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("sync the directory", dir))

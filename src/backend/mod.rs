@@ -80,6 +80,20 @@ pub trait Backend: Send + Sync {
 
     /// Returns all traffic to the stable version and undoes what the run changed.
     async fn rollback(&mut self) -> Result<(), BackendError>;
+
+    /// What the backend learned before changing anything that a later process needs to undo
+    /// the run (the stable replica count, the previous task definition, ...). The engine
+    /// journals it after preflight. `None` for backends that need nothing.
+    fn saved_state(&self) -> Option<serde_json::Value> {
+        None
+    }
+
+    /// Hands back `saved_state` from the journal to a new process (`rollout resume`,
+    /// `rollout rollback`), before `preflight`; a backend given its state must not capture
+    /// it again from what is now a changed system.
+    fn restore_state(&mut self, _state: serde_json::Value) -> Result<(), BackendError> {
+        Ok(())
+    }
 }
 
 /// Runs a command through the executor and turns a non-zero exit into an error.

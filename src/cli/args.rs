@@ -58,6 +58,22 @@ pub enum Command {
     #[command(after_help = "Example:\n  rollout plan plans/nginx-canary.toml")]
     Plan(PlanArgs),
 
+    /// Show where a rollout stands: its status, stage, weight and latest metrics
+    #[command(
+        after_help = "Examples:\n  rollout status checkout-api\n  rollout status plans/checkout.toml --output json"
+    )]
+    Status(StatusArgs),
+
+    /// Continue a paused or interrupted rollout from its last confirmed stage
+    #[command(
+        after_help = "Examples:\n  rollout resume plans/checkout.toml\n  rollout resume plans/checkout.toml --force   # the plan changed since it started"
+    )]
+    Resume(ResumeArgs),
+
+    /// Return traffic to the stable version now, from any state (exit 0 done, 5 failed)
+    #[command(after_help = "Example:\n  rollout rollback plans/checkout.toml")]
+    Rollback(RollbackArgs),
+
     /// Answer a rollout that is waiting for approval, from another shell or CI job
     #[command(
         after_help = "Examples:\n  rollout approve checkout-api\n  rollout approve checkout-api --reject --by alice"
@@ -80,6 +96,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    #[command(flatten)]
+    pub drive: DriveArgs,
+}
+
+/// What every command that drives a rollout (run, resume, rollback) shares.
+#[derive(Debug, Args)]
+pub struct DriveArgs {
     /// Approve every approval gate up front
     #[arg(long, short = 'y')]
     pub yes: bool,
@@ -103,6 +126,42 @@ pub struct RunArgs {
     /// Also print every measurement and backend command
     #[arg(long, short = 'v')]
     pub verbose: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The plan file of the paused or interrupted rollout
+    pub plan: PathBuf,
+
+    /// Resume even though the plan file changed since the rollout started
+    #[arg(long)]
+    pub force: bool,
+
+    #[command(flatten)]
+    pub drive: DriveArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The plan file of the rollout to roll back
+    pub plan: PathBuf,
+
+    #[command(flatten)]
+    pub drive: DriveArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The rollout's name, or its plan file
+    pub rollout: String,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// Where rollout state (journals, locks, approvals) is kept
+    #[arg(long, env = "ROLLOUT_STATE_DIR", default_value = ".rollout")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

@@ -4,7 +4,11 @@ mod approve;
 mod args;
 mod completions;
 mod plan_cmd;
+mod resume;
+mod rollback;
 mod run;
+mod session;
+mod status;
 mod validate;
 
 use std::io::IsTerminal;
@@ -32,6 +36,18 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// The process exit code for how a run ended, as the plan contract fixes it.
+pub fn exit_for(kind: rollout::engine::event::OutcomeKind) -> Exit {
+    use rollout::engine::event::OutcomeKind::*;
+    match kind {
+        Promoted => Exit::Promoted,
+        Failed => Exit::CouldNotProceed,
+        RolledBack => Exit::RolledBack,
+        Paused => Exit::Paused,
+        RollbackFailed => Exit::RollbackFailed,
+    }
+}
+
 /// Whether to color what goes to stderr: `--color`, then NO_COLOR, then whether it is a terminal.
 pub fn use_color(choice: ColorChoice) -> bool {
     match choice {
@@ -51,6 +67,9 @@ pub fn main() -> ExitCode {
         Command::Validate(args) => validate::validate(&args, color),
         Command::Plan(args) => plan_cmd::plan(&args, color),
         Command::Run(args) => run::run(&args, color),
+        Command::Status(args) => status::status(&args),
+        Command::Resume(args) => resume::resume(&args, color),
+        Command::Rollback(args) => rollback::rollback(&args, color),
         Command::Approve(args) => approve::approve(&args),
         Command::Completions(args) => completions::completions(&args),
     };

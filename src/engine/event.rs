@@ -88,6 +88,10 @@ pub enum Event {
         stages: usize,
         dry_run: bool,
     },
+    /// What the backend needs kept to undo the run later (see `Backend::saved_state`).
+    BackendState {
+        state: serde_json::Value,
+    },
     StageStarted {
         stage: usize,
         stages: usize,

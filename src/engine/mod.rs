@@ -58,6 +58,22 @@ impl Halt {
     }
 }
 
+/// Where a run begins.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Start {
+    Fresh,
+    /// Continue a paused or interrupted rollout: re-apply the stage at `stage_index` (0-based;
+    /// idempotent for the backend) with traffic believed to be at `weight`, and go on.
+    Resume {
+        stage_index: usize,
+        weight: Weight,
+    },
+    /// Finish a rollback that an earlier process began.
+    FinishRollback {
+        reason: String,
+    },
+}
+
 /// Everything a run needs, wired up by the caller (the CLI, or a test).
 pub struct Engine {
     pub plan: Arc<Plan>,
@@ -70,6 +86,7 @@ pub struct Engine {
     /// Each received SIGINT/SIGTERM, by name.
     pub interrupts: mpsc::UnboundedReceiver<String>,
     pub dry_run: bool,
+    pub start: Start,
 }
 
 struct State {
@@ -87,12 +104,10 @@ impl Engine {
             stages: plan.stages.len(),
             dry_run: self.dry_run,
         });
-        self.plan_hooks(
-            HookEvent::Started,
-            change_at(0, Weight::ZERO, Weight::ZERO),
-            None,
-        )
-        .await;
+        if self.start == Start::Fresh {
+            let at = change_at(0, Weight::ZERO, Weight::ZERO);
+            self.plan_hooks(HookEvent::Started, at, None).await;
+        }
         if let Err(e) = self.backend.preflight().await {
             let outcome = Outcome {
                 kind: OutcomeKind::Failed,
@@ -101,11 +116,36 @@ impl Engine {
             };
             return self.finish(outcome);
         }
-        let mut state = State {
-            weight: Weight::ZERO,
-            stage: 0,
+        if let Some(state) = self.backend.saved_state() {
+            self.events.emit(Event::BackendState { state });
+        }
+        let (first, mut state) = match self.start.clone() {
+            Start::Fresh => (
+                0,
+                State {
+                    weight: Weight::ZERO,
+                    stage: 0,
+                },
+            ),
+            Start::Resume {
+                stage_index,
+                weight,
+            } => (
+                stage_index,
+                State {
+                    weight,
+                    stage: stage_index,
+                },
+            ),
+            Start::FinishRollback { reason } => {
+                let state = State {
+                    weight: Weight::FULL,
+                    stage: 0,
+                };
+                return self.halt(Halt::Rollback(reason), &state).await;
+            }
         };
-        for stage in &plan.stages {
+        for stage in &plan.stages[first.min(plan.stages.len())..] {
             if let Err(halt) = self.run_stage(stage, &mut state).await {
                 return self.halt(halt, &state).await;
             }
@@ -265,6 +305,22 @@ impl Engine {
             }
         };
         self.finish(outcome)
+    }
+
+    /// `rollout rollback`: return traffic to stable now, from whatever state the rollout is in.
+    pub async fn rollback_now(self, reason: String) -> Outcome {
+        self.events.emit(Event::Started {
+            name: self.plan.name.to_string(),
+            strategy: self.plan.strategy.to_string(),
+            backend: self.backend.describe(),
+            stages: self.plan.stages.len(),
+            dry_run: self.dry_run,
+        });
+        let state = State {
+            weight: Weight::FULL,
+            stage: 0,
+        };
+        self.halt(Halt::Rollback(reason), &state).await
     }
 
     async fn rollback_with_retries(&mut self) -> Result<(), crate::backend::BackendError> {

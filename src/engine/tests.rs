@@ -310,6 +310,7 @@ impl Setup {
             approver: self.approver,
             interrupts: rx,
             dry_run: false,
+            start: super::Start::Fresh,
         };
         let outcome = engine.run().await;
         let calls = log.calls.lock().unwrap().clone();

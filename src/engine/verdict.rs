@@ -2,7 +2,7 @@
 //!
 //! Nothing here does I/O or reads a clock, so every rule is pinned down by table tests.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::plan::{Metric, MetricMode, OnNoData};
 
@@ -18,7 +18,7 @@ pub enum Reading {
 }
 
 /// The verdict of one measurement, after the metric's `on_no_data` policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Verdict {
     Pass,

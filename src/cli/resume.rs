@@ -1,0 +1,108 @@
+//! `rollout resume PLAN`: continue a paused or interrupted rollout from its last confirmed
+//! stage, re-applying that stage's weight (backends apply a weight idempotently).
+
+use std::sync::Arc;
+
+use rollout::engine::Start;
+use rollout::plan::Weight;
+use rollout::state::lock::is_held;
+use rollout::state::{Journal, Pending, Status};
+
+use super::args::ResumeArgs;
+use super::session::{JournalStart, Session};
+use super::{Exit, exit_for, load_valid_plan};
+
+pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
+    let Some(plan) = load_valid_plan(&args.plan, color)? else {
+        return Ok(Exit::Invalid);
+    };
+    let name = plan.name.to_string();
+    let state_dir = &args.drive.state_dir;
+    let Some(journal) = Journal::load(&Journal::path(state_dir, &name))? else {
+        eprintln!(
+            "error: rollout `{name}` has never run with the state directory {}; nothing to resume",
+            state_dir.display()
+        );
+        return Ok(Exit::Invalid);
+    };
+    if journal.plan_sha256 != plan.fingerprint && !args.force {
+        eprintln!(
+            "error: {} changed since rollout `{name}` started (sha256 {} then, {} now); resuming would mix two plans. \
+             Check the change, then `rollout resume {} --force`, or `rollout rollback {}`",
+            args.plan.display(),
+            short(&journal.plan_sha256),
+            short(&plan.fingerprint),
+            args.plan.display(),
+            args.plan.display()
+        );
+        return Ok(Exit::Invalid);
+    }
+    let running = journal.status.is_active() && is_held(state_dir, &name);
+    let resumable = journal.status == Status::Paused || (journal.status.is_active() && !running);
+    if !resumable {
+        eprintln!(
+            "error: rollout `{name}` cannot be resumed: it is {}",
+            super::status::describe_status(&journal, running)
+        );
+        return Ok(Exit::Invalid);
+    }
+    let start = start_point(&journal, plan.stages.len());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let backend_state = journal.backend_state.clone();
+        let continued = JournalStart::Continue(Box::new(journal));
+        let mut session = match Session::open(
+            Arc::new(plan),
+            &args.plan,
+            &args.drive,
+            "resume",
+            false,
+            continued,
+            color,
+        )
+        .await?
+        {
+            Ok(session) => session,
+            Err(exit) => return Ok(exit),
+        };
+        if let Some(state) = backend_state {
+            session.engine.backend.restore_state(state)?;
+        }
+        let outcome = session.drive(start).await?;
+        Ok(exit_for(outcome.kind))
+    })
+}
+
+/// Where to pick up: a rollback under way is finished; otherwise the last confirmed stage is
+/// applied again (or the first, if none was confirmed).
+fn start_point(journal: &Journal, stages: usize) -> Start {
+    if let Some(Pending::Rollback { reason }) = &journal.pending {
+        return Start::FinishRollback {
+            reason: reason.clone(),
+        };
+    }
+    if journal.status == Status::RollingBack {
+        let reason = journal
+            .reason
+            .clone()
+            .unwrap_or_else(|| "an earlier rollback was interrupted".to_string());
+        return Start::FinishRollback { reason };
+    }
+    let believed = match &journal.pending {
+        Some(Pending::SetWeight { from, .. }) => *from,
+        _ => journal.weight.unwrap_or(0.0),
+    };
+    Start::Resume {
+        stage_index: journal
+            .stage
+            .saturating_sub(1)
+            .min(stages.saturating_sub(1)),
+        weight: Weight::new(believed).unwrap_or(Weight::ZERO),
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}

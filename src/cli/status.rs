@@ -1,0 +1,209 @@
+//! `rollout status NAME|PLAN`: where a rollout stands, from its journal, told plainly.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use rollout::plan::show_number;
+use rollout::state::lock::is_held;
+use rollout::state::{Journal, Pending, Status};
+
+use super::Exit;
+use super::args::{OutputFormat, StatusArgs};
+
+/// What `--output json` prints: the journal, and what it means now.
+#[derive(Serialize)]
+struct StatusJson<'a> {
+    name: &'a str,
+    /// The journal's status, or `interrupted` when no live process drives an active rollout.
+    state: String,
+    /// Whether a live process is driving the rollout right now.
+    running: bool,
+    traffic: String,
+    next: String,
+    journal: &'a Journal,
+}
+
+pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
+    let name = match name_of(&args.rollout) {
+        Ok(name) => name,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return Ok(Exit::Invalid);
+        }
+    };
+    let Some(journal) = Journal::load(&Journal::path(&args.state_dir, &name))? else {
+        eprintln!(
+            "error: no rollout named `{name}` in {} (is ROLLOUT_STATE_DIR or --state-dir the one the run used?)",
+            args.state_dir.display()
+        );
+        return Ok(Exit::Invalid);
+    };
+    let running = journal.status.is_active() && is_held(&args.state_dir, &name);
+    match args.output {
+        OutputFormat::Human => print!("{}", render(&journal, running)),
+        OutputFormat::Json => {
+            let json = StatusJson {
+                name: &name,
+                state: state_word(&journal, running).to_string(),
+                running,
+                traffic: traffic(&journal),
+                next: next_step(&journal, running),
+                journal: &journal,
+            };
+            println!("{}", serde_json::to_string_pretty(&json)?);
+        }
+    }
+    Ok(Exit::Promoted)
+}
+
+/// A plan file gives its name; anything else is taken as the name.
+fn name_of(rollout: &str) -> Result<String, String> {
+    let path = Path::new(rollout);
+    if !path.is_file() {
+        return Ok(rollout.to_string());
+    }
+    let checked = rollout::plan::load(path).map_err(|e| e.to_string())?;
+    checked.plan.map(|p| p.name.to_string()).ok_or_else(|| {
+        format!("{rollout} is not a valid plan; `rollout validate {rollout}` says why")
+    })
+}
+
+fn state_word(journal: &Journal, running: bool) -> &'static str {
+    if journal.status.is_active() && !running {
+        "interrupted"
+    } else {
+        journal.status.as_str()
+    }
+}
+
+/// A short phrase, for messages elsewhere ("paused at 20% in stage 1 of 3").
+pub fn describe_status(journal: &Journal, running: bool) -> String {
+    format!("{} {}", state_word(journal, running), position(journal))
+}
+
+fn position(journal: &Journal) -> String {
+    match journal.status {
+        Status::Promoted => "at 100%".to_string(),
+        Status::RolledBack | Status::Failed => "with all traffic on stable".to_string(),
+        Status::RollbackFailed => "with traffic in an unknown state".to_string(),
+        _ if journal.stage == 0 => format!("before stage 1 of {}", journal.stages),
+        _ => match journal.weight {
+            Some(w) if journal.pending.is_none() => {
+                format!(
+                    "at {}% in stage {} of {}",
+                    show_number(w),
+                    journal.stage,
+                    journal.stages
+                )
+            }
+            _ => format!("in stage {} of {}", journal.stage, journal.stages),
+        },
+    }
+}
+
+/// Where traffic is, as precisely as the journal allows, and no more precisely.
+fn traffic(journal: &Journal) -> String {
+    let pct = |w: f64| format!("{}%", show_number(w));
+    match (&journal.pending, journal.weight) {
+        (Some(Pending::SetWeight { weight, from, .. }), _) => format!(
+            "{} or {} on the new version: a change from {} to {} was under way and may not have finished",
+            pct(*from),
+            pct(*weight),
+            pct(*from),
+            pct(*weight)
+        ),
+        (Some(Pending::Rollback { .. }), Some(w)) => {
+            format!(
+                "between {} and 0% on the new version: a rollback was under way",
+                pct(w)
+            )
+        }
+        (Some(Pending::Rollback { .. }), None) => "unknown: a rollback was under way".to_string(),
+        (None, Some(w)) if journal.status == Status::Promoted => {
+            format!("{} on the new version", pct(w))
+        }
+        (None, Some(w)) => format!("{} on the new version", pct(w)),
+        (None, None) => "unknown: the rollback failed".to_string(),
+    }
+}
+
+fn next_step(journal: &Journal, running: bool) -> String {
+    let plan = journal.plan_path.display();
+    let name = &journal.name;
+    match journal.status {
+        Status::WaitingForApproval if running => {
+            format!(
+                "`rollout approve {name}` lets it advance; `rollout approve {name} --reject` rolls it back"
+            )
+        }
+        _ if running => format!("wait for it; `rollout status {name}` again shows its progress"),
+        Status::Running | Status::WaitingForApproval => format!(
+            "`rollout resume {plan}` continues from stage {} (re-applying its weight), or `rollout rollback {plan}` returns all traffic to stable",
+            journal.stage.max(1)
+        ),
+        Status::RollingBack => format!("`rollout rollback {plan}` finishes the rollback"),
+        Status::Paused => format!(
+            "`rollout resume {plan}` continues from stage {}, or `rollout rollback {plan}` returns all traffic to stable",
+            journal.stage.max(1)
+        ),
+        Status::RollbackFailed => {
+            format!("a person must check the backend; `rollout rollback {plan}` tries again")
+        }
+        Status::Promoted | Status::RolledBack | Status::Failed => {
+            "nothing: the rollout is over".to_string()
+        }
+    }
+}
+
+fn render(journal: &Journal, running: bool) -> String {
+    let mut out = format!(
+        "{}: {} {} (since {})\n",
+        journal.name,
+        state_word(journal, running),
+        position(journal),
+        journal.since
+    );
+    let mut row = |label: &str, text: String| out.push_str(&format!("  {label:<8} {text}\n"));
+    if journal.status.is_active() && !running {
+        row(
+            "process",
+            format!(
+                "`rollout` (pid {}) stopped without finishing; last update {}",
+                journal.pid.map_or("?".to_string(), |p| p.to_string()),
+                journal.updated_at
+            ),
+        );
+    } else if running {
+        row(
+            "process",
+            format!(
+                "pid {}",
+                journal.pid.map_or("?".to_string(), |p| p.to_string())
+            ),
+        );
+    }
+    row("traffic", traffic(journal));
+    if let Some(reason) = &journal.reason {
+        row("reason", reason.clone());
+    }
+    let mut metrics = journal.metrics.iter();
+    if let Some((name, m)) = metrics.next() {
+        let line = |name: &str, m: &rollout::state::journal::LastMeasurement| {
+            let value = m.value.map_or("no value".to_string(), show_number);
+            format!(
+                "{name} = {value}: {} (stage {}, {})",
+                m.verdict.as_str(),
+                m.stage,
+                m.at
+            )
+        };
+        row("metrics", line(name, m));
+        for (name, m) in metrics {
+            row("", line(name, m));
+        }
+    }
+    row("plan", journal.plan_path.display().to_string());
+    row("next", next_step(journal, running));
+    out
+}

@@ -1,0 +1,318 @@
+//! The journal: where a rollout stands, on disk, so that whatever happens to the process the
+//! next `rollout` command knows where traffic is.
+//!
+//! It is built from the engine's events. The engine emits an intent (`stage-started`,
+//! `rolling-back`) before it acts and a result (`weight-applied`, `finished`) after, and a
+//! reporter handles each event before the engine goes on; the journal file is replaced
+//! atomically (and durably) at every such step. After `kill -9` at any moment it therefore
+//! holds either the state before a step or after it, and `pending` says which step may be
+//! half done.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::backend::exec::write_atomically_with;
+use crate::engine::event::{Event, OutcomeKind, Reporter, Stamped};
+use crate::engine::verdict::Verdict;
+
+/// Where a rollout stands, as recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Status {
+    Running,
+    WaitingForApproval,
+    RollingBack,
+    Paused,
+    Promoted,
+    RolledBack,
+    /// Could not proceed; traffic was returned to stable.
+    Failed,
+    /// The rollback itself failed: traffic is in an unknown state.
+    RollbackFailed,
+}
+
+impl Status {
+    /// Whether a process should be driving the rollout right now.
+    pub fn is_active(self) -> bool {
+        matches!(
+            self,
+            Status::Running | Status::WaitingForApproval | Status::RollingBack
+        )
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::WaitingForApproval => "waiting for approval",
+            Status::RollingBack => "rolling back",
+            Status::Paused => "paused",
+            Status::Promoted => "promoted",
+            Status::RolledBack => "rolled back",
+            Status::Failed => "failed",
+            Status::RollbackFailed => "rollback failed",
+        }
+    }
+}
+
+/// A step begun but not known to be finished.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Pending {
+    /// Moving traffic from `from` to `weight` for `stage`.
+    SetWeight {
+        stage: usize,
+        weight: f64,
+        from: f64,
+    },
+    Rollback {
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LastMeasurement {
+    pub stage: usize,
+    pub value: Option<f64>,
+    pub baseline: Option<f64>,
+    pub verdict: Verdict,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub detail: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    pub name: String,
+    pub plan_path: PathBuf,
+    pub plan_sha256: String,
+    pub status: Status,
+    /// The process driving the rollout, while one is.
+    pub pid: Option<u32>,
+    pub started_at: String,
+    pub updated_at: String,
+    /// Since when the rollout has been in its current status.
+    pub since: String,
+    pub stages: usize,
+    /// The last stage whose weight the backend confirmed (0: none yet).
+    pub stage: usize,
+    /// The last weight the backend confirmed, in percent; `None` when unknown.
+    pub weight: Option<f64>,
+    /// The last stage that passed all its gates (0: none yet).
+    pub passed_stage: usize,
+    pub pending: Option<Pending>,
+    /// The latest reading of every metric measured so far.
+    pub metrics: BTreeMap<String, LastMeasurement>,
+    /// The last decision and why, in one sentence.
+    pub reason: Option<String>,
+    /// What the backend needs to undo the run from another process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_state: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Error)]
+pub enum JournalError {
+    #[error("cannot read the journal {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the journal {} is damaged: {source}", .path.display())]
+    Damaged {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Write(#[from] crate::backend::ExecError),
+}
+
+pub fn now() -> String {
+    humantime::format_rfc3339_seconds(SystemTime::now()).to_string()
+}
+
+impl Journal {
+    pub const FILE: &'static str = "journal.json";
+
+    pub fn path(state_dir: &Path, name: &str) -> PathBuf {
+        state_dir.join(name).join(Self::FILE)
+    }
+
+    pub fn new(name: &str, plan_path: &Path, plan_sha256: &str, stages: usize) -> Journal {
+        let now = now();
+        Journal {
+            version: 1,
+            name: name.to_string(),
+            plan_path: plan_path.to_path_buf(),
+            plan_sha256: plan_sha256.to_string(),
+            status: Status::Running,
+            pid: Some(std::process::id()),
+            started_at: now.clone(),
+            updated_at: now.clone(),
+            since: now,
+            stages,
+            stage: 0,
+            weight: Some(0.0),
+            passed_stage: 0,
+            pending: None,
+            metrics: BTreeMap::new(),
+            reason: None,
+            backend_state: None,
+        }
+    }
+
+    /// `Ok(None)` when this rollout has never run with this state directory.
+    pub fn load(path: &Path) -> Result<Option<Journal>, JournalError> {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(JournalError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        };
+        serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|source| JournalError::Damaged {
+                path: path.to_path_buf(),
+                source,
+            })
+    }
+
+    pub fn save(&self, path: &Path, durable: bool) -> Result<(), JournalError> {
+        let text = serde_json::to_string_pretty(self).expect("the journal serializes");
+        write_atomically_with(path, text.as_bytes(), durable)?;
+        Ok(())
+    }
+
+    fn set_status(&mut self, status: Status, at: &str) {
+        if self.status != status {
+            self.status = status;
+            self.since = at.to_string();
+        }
+    }
+
+    /// Applies one event. Returns whether the change must be durable before the engine acts
+    /// on: every transition is; a measurement alone is not.
+    pub fn apply(&mut self, stamped: &Stamped) -> bool {
+        let at = humantime::format_rfc3339_seconds(stamped.time).to_string();
+        self.updated_at = at.clone();
+        match &stamped.event {
+            Event::Started { .. } => {
+                self.pid = Some(std::process::id());
+                self.set_status(Status::Running, &at);
+            }
+            Event::BackendState { state } => self.backend_state = Some(state.clone()),
+            Event::StageStarted {
+                stage,
+                weight,
+                previous_weight,
+                ..
+            } => {
+                self.pending = Some(Pending::SetWeight {
+                    stage: *stage,
+                    weight: *weight,
+                    from: *previous_weight,
+                });
+                self.set_status(Status::Running, &at);
+            }
+            Event::WeightApplied { stage, weight } => {
+                self.stage = *stage;
+                self.weight = Some(*weight);
+                self.pending = None;
+            }
+            Event::Measured(m) => {
+                self.metrics.insert(
+                    m.metric.clone(),
+                    LastMeasurement {
+                        stage: m.stage,
+                        value: m.value,
+                        baseline: m.baseline,
+                        verdict: m.verdict,
+                        detail: m.detail.clone(),
+                        at,
+                    },
+                );
+                return false;
+            }
+            Event::AwaitingApproval { .. } => self.set_status(Status::WaitingForApproval, &at),
+            Event::Approved { .. } => self.set_status(Status::Running, &at),
+            Event::StagePassed { stage, .. } => self.passed_stage = *stage,
+            Event::RollingBack { reason } => {
+                self.pending = Some(Pending::Rollback {
+                    reason: reason.clone(),
+                });
+                self.reason = Some(reason.clone());
+                self.set_status(Status::RollingBack, &at);
+            }
+            Event::Finished(outcome) => {
+                self.pending = None;
+                self.pid = None;
+                self.weight = outcome.weight;
+                self.reason = Some(outcome.reason.clone());
+                let status = match outcome.kind {
+                    OutcomeKind::Promoted => Status::Promoted,
+                    OutcomeKind::Failed => Status::Failed,
+                    OutcomeKind::RolledBack => Status::RolledBack,
+                    OutcomeKind::Paused => Status::Paused,
+                    OutcomeKind::RollbackFailed => Status::RollbackFailed,
+                };
+                self.set_status(status, &at);
+            }
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// Keeps the journal file in step with the engine's events.
+pub struct JournalReporter {
+    path: PathBuf,
+    journal: Mutex<Journal>,
+}
+
+impl JournalReporter {
+    /// Writes the journal at once: the run is on record before anything is touched.
+    pub fn create(path: PathBuf, journal: Journal) -> Result<Self, JournalError> {
+        journal.save(&path, true)?;
+        Ok(JournalReporter {
+            path,
+            journal: Mutex::new(journal),
+        })
+    }
+
+    pub fn snapshot(&self) -> Journal {
+        self.journal.lock().expect("journal lock").clone()
+    }
+
+    /// Records a note in the journal's reason, durably: used when the process is about to exit
+    /// outside the engine (a third Ctrl-C during a rollback).
+    pub fn abandon(&self, why: &str) {
+        let mut journal = self.journal.lock().expect("journal lock");
+        journal.reason = Some(why.to_string());
+        journal.pid = None;
+        journal.updated_at = now();
+        if let Err(e) = journal.save(&self.path, true) {
+            eprintln!("error: cannot update the journal: {e}");
+        }
+    }
+}
+
+impl Reporter for JournalReporter {
+    fn report(&self, event: &Stamped) {
+        let mut journal = self.journal.lock().expect("journal lock");
+        let durable = journal.apply(event);
+        if let Err(e) = journal.save(&self.path, durable) {
+            // The engine must not stop over the journal; the operator must know it is stale.
+            eprintln!("error: cannot update the journal: {e}");
+        }
+    }
+}

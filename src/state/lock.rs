@@ -1,0 +1,172 @@
+//! One process at a time per rollout name.
+//!
+//! The lock is an advisory `flock` on `STATE_DIR/NAME/lock`, held for as long as the process
+//! lives: the kernel releases it when the process dies, however it dies, so a lock left by a
+//! dead process can never block anyone. The file also says who holds it (pid, start time,
+//! command), so a refused command can name the holder.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Holder {
+    pub pid: u32,
+    pub started_at: String,
+    pub command: String,
+}
+
+#[derive(Debug, Error)]
+pub enum LockError {
+    #[error(
+        "rollout `{name}` is already being driven by `rollout {}` (pid {}, since {}); wait for it, or stop that process",
+        .holder.command, .holder.pid, .holder.started_at
+    )]
+    Held { name: String, holder: Holder },
+    #[error("cannot lock {}: {source}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Held while alive; dropping it (or the process dying) releases the lock.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    /// Who held the lock before, if that process died without releasing it properly.
+    pub taken_over_from: Option<Holder>,
+}
+
+impl Lock {
+    pub fn path(state_dir: &Path, name: &str) -> PathBuf {
+        state_dir.join(name).join("lock")
+    }
+
+    pub fn acquire(state_dir: &Path, name: &str, command: &str) -> Result<Lock, LockError> {
+        let path = Self::path(state_dir, name);
+        let io = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir.join(name)).map_err(io)?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(io)?;
+        let mut previous = String::new();
+        let _ = file.read_to_string(&mut previous);
+        let previous: Option<Holder> = serde_json::from_str(&previous).ok();
+        // SAFETY: flock(2) on a file descriptor we own for the lifetime of `file`.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+        if !locked {
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                return Err(io(err));
+            }
+            let holder = previous.unwrap_or(Holder {
+                pid: 0,
+                started_at: "an unknown time".to_string(),
+                command: "(unknown)".to_string(),
+            });
+            return Err(LockError::Held {
+                name: name.to_string(),
+                holder,
+            });
+        }
+        let holder = Holder {
+            pid: std::process::id(),
+            started_at: crate::state::journal::now(),
+            command: command.to_string(),
+        };
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        file.write_all(
+            serde_json::to_string(&holder)
+                .expect("serializes")
+                .as_bytes(),
+        )
+        .map_err(io)?;
+        file.sync_all().map_err(io)?;
+        // A holder recorded in the file but not holding the lock died without cleaning up.
+        let taken_over_from = previous.filter(|p| p.pid != holder.pid);
+        Ok(Lock {
+            _file: file,
+            taken_over_from,
+        })
+    }
+}
+
+/// Whether some live process holds the rollout's lock (without taking it).
+pub fn is_held(state_dir: &Path, name: &str) -> bool {
+    let Ok(file) = File::open(Lock::path(state_dir, name)) else {
+        return false;
+    };
+    // SAFETY: flock(2) on a descriptor we own; a shared lock we get is released on close.
+    let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
+    !free
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        // Leave the file: a later holder reads it. Clearing the content marks a clean release,
+        // so the next holder does not report a takeover. The flock goes with the descriptor.
+        let _ = self._file.set_len(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_holder_is_refused_and_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Lock::acquire(dir.path(), "shop", "run").unwrap();
+        assert_eq!(first.taken_over_from, None);
+        // flock is per open file description: a second open in the same process conflicts too.
+        let err = Lock::acquire(dir.path(), "shop", "resume").unwrap_err();
+        let LockError::Held { holder, .. } = &err else {
+            panic!("{err}")
+        };
+        assert_eq!(holder.pid, std::process::id());
+        assert_eq!(holder.command, "run");
+        assert!(
+            err.to_string()
+                .contains("already being driven by `rollout run`"),
+            "{err}"
+        );
+        drop(first);
+        let again = Lock::acquire(dir.path(), "shop", "rollback").unwrap();
+        assert_eq!(
+            again.taken_over_from, None,
+            "a clean release is not a takeover"
+        );
+    }
+
+    #[test]
+    fn a_lock_left_by_a_dead_process_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("shop")).unwrap();
+        let dead = Holder {
+            pid: 999_999,
+            started_at: "2026-01-01T00:00:00Z".into(),
+            command: "run".into(),
+        };
+        std::fs::write(
+            Lock::path(dir.path(), "shop"),
+            serde_json::to_string(&dead).unwrap(),
+        )
+        .unwrap();
+        let lock = Lock::acquire(dir.path(), "shop", "resume").unwrap();
+        assert_eq!(lock.taken_over_from, Some(dead));
+    }
+}
