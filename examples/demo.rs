@@ -19,7 +19,9 @@ fn main() {
         .and_then(|examples| examples.parent())
         .expect("target/debug/examples/demo")
         .join("rollout");
-    eprintln!("starting two services (v1 stable, v2 canary), nginx and Prometheus on 127.0.0.1 ...");
+    eprintln!(
+        "starting two services (v1 stable, v2 canary), nginx and Prometheus on 127.0.0.1 ..."
+    );
     let lab = Lab::start();
     let traffic = lab.start_traffic();
     eprintln!(
@@ -52,7 +54,9 @@ fn main() {
     let counts = traffic.counts();
     drop(traffic);
     // The previous nginx worker finishes its requests for a moment after a reload.
-    lab::wait_until(Duration::from_secs(10), || lab.nginx_worker_pids().len() == 1);
+    lab::wait_until(Duration::from_secs(10), || {
+        lab.nginx_worker_pids().len() == 1
+    });
     let (stable, canary) = lab.send_requests(20);
     eprintln!(
         "\nduring the run nginx served {} requests from v1 and {} from v2 ({} errors);\n\
@@ -61,7 +65,9 @@ fn main() {
         counts.stable,
         counts.canary,
         counts.server_errors,
-        status.code().map_or("a signal".to_string(), |c| c.to_string())
+        status
+            .code()
+            .map_or("a signal".to_string(), |c| c.to_string())
     );
     std::process::exit(status.code().unwrap_or(1));
 }

@@ -14,7 +14,7 @@ use crate::lab::{Lab, wait_until};
 /// How long any one rollout in these tests may take before the test gives up on it.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
-fn toml_list(items: &[String]) -> String {
+pub fn toml_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
     format!("[{}]", quoted.join(", "))
 }
@@ -22,17 +22,23 @@ fn toml_list(items: &[String]) -> String {
 /// The canary's share of 5xx over the last few seconds, straight from the services' counters.
 const ERROR_RATE: &str = r#"sum(rate(http_requests_total{track="canary",code="500"}[5s])) / sum(rate(http_requests_total{track="canary"}[5s]))"#;
 
-struct PlanOptions {
-    defaults: &'static str,
-    test_command: Option<Vec<String>>,
-    reload_command: Option<Vec<String>>,
-    source: Source,
+pub struct PlanOptions {
+    pub defaults: &'static str,
+    pub test_command: Option<Vec<String>>,
+    pub reload_command: Option<Vec<String>>,
+    pub source: Source,
+    pub stages: &'static str,
 }
 
-enum Source {
+pub enum Source {
     Prometheus,
     HttpJson,
+    /// A command source whose metric prints the contents of this file.
+    File(std::path::PathBuf),
 }
+
+const THREE_STAGES: &str =
+    "[[stages]]\nweight = 20\n\n[[stages]]\nweight = 50\n\n[[stages]]\nweight = 100\n";
 
 impl Default for PlanOptions {
     fn default() -> Self {
@@ -41,12 +47,13 @@ impl Default for PlanOptions {
             test_command: None,
             reload_command: None,
             source: Source::Prometheus,
+            stages: THREE_STAGES,
         }
     }
 }
 
-/// A three-stage canary (20% → 50% → 100%) through the lab's nginx.
-fn plan(lab: &Lab, options: PlanOptions) -> String {
+/// A canary through the lab's nginx; by default three stages, 20% → 50% → 100%.
+pub fn plan(lab: &Lab, options: PlanOptions) -> String {
     let (source, metric) = match options.source {
         Source::Prometheus => (
             format!(
@@ -61,6 +68,10 @@ fn plan(lab: &Lab, options: PlanOptions) -> String {
                 lab.canary_addr()
             ),
             "path = \"/error_rate\"".to_string(),
+        ),
+        Source::File(path) => (
+            "type = \"command\"\ntimeout = \"2s\"".to_string(),
+            format!("run = [\"cat\", \"{}\"]", path.display()),
         ),
     };
     format!(
@@ -91,15 +102,7 @@ source = "lab"
 advance = "< 5%"
 rollback = "> 10%"
 
-[[stages]]
-weight = 20
-
-[[stages]]
-weight = 50
-
-[[stages]]
-weight = 100
-"#,
+{stages}"#,
         defaults = options.defaults,
         upstream = lab.upstream_file().display(),
         stable = lab.stable_addr(),
@@ -115,25 +118,35 @@ weight = 100
                 .unwrap_or_else(|| lab.nginx_reload_command())
         ),
         pid = lab.dir().join("nginx.pid").display(),
+        stages = options.stages,
     )
 }
 
 /// A `rollout run` in the background, with its stderr collected line by line as it comes.
-struct Running {
+pub struct Running {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     reader: Option<thread::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Running {
-    fn start(plan_text: &str, extra_args: &[&str]) -> Running {
+    /// `rollout run plan.toml` in a fresh directory holding `plan_text`.
+    pub fn start(plan_text: &str, extra_args: &[&str]) -> Running {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("plan.toml"), plan_text).unwrap();
+        let mut args = vec!["run", "plan.toml"];
+        args.extend_from_slice(extra_args);
+        let mut running = Running::start_in(dir.path(), &args);
+        running._dir = Some(dir);
+        running
+    }
+
+    /// `rollout ARGS` in `dir`.
+    pub fn start_in(dir: &std::path::Path, args: &[&str]) -> Running {
         let mut child = Command::new(rollout_bin())
-            .args(["run", "plan.toml"])
-            .args(extra_args)
-            .current_dir(dir.path())
+            .args(args)
+            .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -151,15 +164,15 @@ impl Running {
             child,
             lines,
             reader: Some(reader),
-            _dir: dir,
+            _dir: None,
         }
     }
 
-    fn stderr(&self) -> String {
+    pub fn stderr(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 
-    fn wait_for_line(&self, needle: &str) {
+    pub fn wait_for_line(&self, needle: &str) {
         let seen = wait_until(RUN_LIMIT, || {
             self.lines
                 .lock()
@@ -170,7 +183,7 @@ impl Running {
         assert!(seen, "rollout never printed {needle:?}:\n{}", self.stderr());
     }
 
-    fn signal(&self, signal: libc::c_int) {
+    pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on the pid of our own child.
         unsafe {
             libc::kill(self.child.id() as libc::pid_t, signal);
@@ -178,7 +191,13 @@ impl Running {
     }
 
     /// Waits for the exit; returns the exit code, all of stderr and all of stdout.
-    fn finish(mut self) -> (i32, String, String) {
+    pub fn finish(self) -> (i32, String, String) {
+        let (code, stderr, stdout) = self.finish_killed();
+        (code.expect("rollout exited, not killed"), stderr, stdout)
+    }
+
+    /// Like `finish`, for a process that may have been killed: the code is `None` then.
+    pub fn finish_killed(mut self) -> (Option<i32>, String, String) {
         let start = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -196,21 +215,17 @@ impl Running {
         self.reader.take().unwrap().join().unwrap();
         let mut stdout = String::new();
         std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-        (
-            status.code().expect("rollout exited, not killed"),
-            self.stderr(),
-            stdout,
-        )
+        (status.code(), self.stderr(), stdout)
     }
 }
 
-fn upstream(lab: &Lab) -> String {
+pub fn upstream(lab: &Lab) -> String {
     std::fs::read_to_string(lab.upstream_file()).unwrap()
 }
 
 /// After a reload the old worker serves for a moment; wait until only one generation is left
 /// so that what requests see is the new configuration.
-fn settle(lab: &Lab) {
+pub fn settle(lab: &Lab) {
     assert!(
         wait_until(Duration::from_secs(10), || lab.nginx_worker_pids().len()
             == 1),
@@ -219,7 +234,7 @@ fn settle(lab: &Lab) {
     );
 }
 
-fn nginx_accepts_the_config(lab: &Lab) {
+pub fn nginx_accepts_the_config(lab: &Lab) {
     let argv = lab.nginx_test_command();
     let output = Command::new(&argv[0]).args(&argv[1..]).output().unwrap();
     assert!(
@@ -229,7 +244,7 @@ fn nginx_accepts_the_config(lab: &Lab) {
     );
 }
 
-fn assert_only_stable(lab: &Lab) {
+pub fn assert_only_stable(lab: &Lab) {
     settle(lab);
     assert_eq!(
         lab.send_requests(20),

@@ -4,6 +4,7 @@
 mod completions;
 mod dry_run;
 mod e2e_nginx;
+mod e2e_state;
 mod harness;
 mod invalid_plans;
 mod lab;
