@@ -114,3 +114,93 @@ impl Reporter for SummaryCollector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::engine::event::OutcomeKind;
+    use crate::engine::verdict::Verdict;
+
+    fn at(secs: u64, event: Event) -> Stamped {
+        Stamped {
+            time: UNIX_EPOCH + Duration::from_secs(secs),
+            event,
+        }
+    }
+
+    fn measured(stage: usize, metric: &str, value: f64, verdict: Verdict) -> Event {
+        Event::Measured(Measurement {
+            stage,
+            metric: metric.into(),
+            value: Some(value),
+            baseline: None,
+            verdict,
+            detail: None,
+            breach_streak: u32::from(verdict == Verdict::Breach),
+            warn_only: false,
+        })
+    }
+
+    #[test]
+    fn a_table_of_stages_and_the_decision() {
+        let summary = SummaryCollector::new(vec![(1, 10.0), (2, 50.0), (3, 100.0)]);
+        let events = [
+            at(
+                0,
+                Event::StageStarted {
+                    stage: 1,
+                    stages: 3,
+                    weight: 10.0,
+                    previous_weight: 0.0,
+                },
+            ),
+            at(30, measured(1, "errors", 0.001, Verdict::Pass)),
+            at(30, measured(1, "latency", 120.0, Verdict::Pass)),
+            at(
+                62,
+                Event::StagePassed {
+                    stage: 1,
+                    weight: 10.0,
+                    elapsed: Duration::from_secs(62),
+                },
+            ),
+            at(
+                62,
+                Event::StageStarted {
+                    stage: 2,
+                    stages: 3,
+                    weight: 50.0,
+                    previous_weight: 10.0,
+                },
+            ),
+            at(92, measured(2, "errors", 0.2, Verdict::Breach)),
+            at(
+                93,
+                Event::Finished(Outcome {
+                    kind: OutcomeKind::RolledBack,
+                    reason: "Rolled back because errors was 0.2.".into(),
+                    weight: Some(0.0),
+                }),
+            ),
+        ];
+        for event in &events {
+            summary.report(event);
+        }
+        assert_eq!(
+            summary.render(),
+            "\
+┌───────┬────────┬───────┬───────────────────────────────────┬─────────────┐
+│ Stage ┆ Weight ┆ Time  ┆ Metrics (last measurement)        ┆ Result      │
+╞═══════╪════════╪═══════╪═══════════════════════════════════╪═════════════╡
+│ 1     ┆ 10%    ┆ 1m 2s ┆ errors = 0.001: pass              ┆ passed      │
+│       ┆        ┆       ┆ latency = 120: pass               ┆             │
+│ 2     ┆ 50%    ┆ 31s   ┆ errors = 0.2: breach (1 in a row) ┆ rolled back │
+│ 3     ┆ 100%   ┆ -     ┆                                   ┆ not reached │
+└───────┴────────┴───────┴───────────────────────────────────┴─────────────┘
+Decision: Rolled back because errors was 0.2.
+"
+        );
+    }
+}
