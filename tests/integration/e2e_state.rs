@@ -133,8 +133,14 @@ fn kill_9_at_twenty_moments_then_status_rollback_and_resume_finish_the_job() {
         assert_eq!(finished["state"], want, "trial {trial}: {finished:#}");
     }
     // The kills must really have landed mid-run, some in the middle of a weight change.
-    assert!(interrupted >= 15, "only {interrupted} of 20 kills interrupted a run");
-    assert!(mid_change >= 3, "only {mid_change} kills landed during a weight change");
+    assert!(
+        interrupted >= 15,
+        "only {interrupted} of 20 kills interrupted a run"
+    );
+    assert!(
+        mid_change >= 3,
+        "only {mid_change} kills landed during a weight change"
+    );
     settle(&lab);
     assert_eq!(lab.send_requests(10), (10, 0), "the last trial rolled back");
 }
@@ -171,26 +177,29 @@ fn a_second_run_is_refused_and_a_stale_lock_is_taken_over() {
     assert_only_stable(&lab);
 }
 
-#[test]
-fn resume_is_refused_when_the_plan_changed_unless_forced() {
-    let lab = Lab::start();
+/// A rollout paused in stage 1 at 20%: its gate reads gray (between advance < 5% and
+/// rollback > 10%) until max_hold runs out. Returns the directory, the plan's text and the file
+/// the gate reads.
+fn paused_rollout(lab: &Lab) -> (tempfile::TempDir, String, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let gate = passing_gate(dir.path());
-    let Source::File(gate_file) = &gate else {
-        unreachable!()
-    };
-    let gate_file = gate_file.clone();
-    // Gray readings (between advance < 5% and rollback > 10%) hold stage 1 until max_hold.
+    let gate_file = dir.path().join("error-rate");
     std::fs::write(&gate_file, "0.07\n").unwrap();
     let options = PlanOptions {
         defaults: "bake = \"1s\"\ninterval = \"200ms\"\nmax_hold = \"1s\"\non_timeout = \"pause\"",
-        source: gate,
+        source: Source::File(gate_file.clone()),
         ..PlanOptions::default()
     };
-    let text = plan(&lab, options);
+    let text = plan(lab, options);
     std::fs::write(dir.path().join("plan.toml"), &text).unwrap();
     let (code, _, stderr) = rollout(dir.path(), &["run", "plan.toml"]);
     assert_eq!(code, 4, "{stderr}");
+    (dir, text, gate_file)
+}
+
+#[test]
+fn resume_is_refused_when_the_plan_changed_unless_forced() {
+    let lab = Lab::start();
+    let (dir, text, gate_file) = paused_rollout(&lab);
     std::fs::write(dir.path().join("plan.toml"), format!("# changed\n{text}")).unwrap();
     let (code, _, stderr) = rollout(dir.path(), &["resume", "plan.toml"]);
     assert_eq!(code, 2, "{stderr}");
@@ -247,21 +256,7 @@ fn approve_and_reject_from_a_second_process() {
 #[test]
 fn status_of_a_paused_rollout() {
     let lab = Lab::start();
-    let dir = tempfile::tempdir().unwrap();
-    let gate = passing_gate(dir.path());
-    let Source::File(gate_file) = &gate else {
-        unreachable!()
-    };
-    let gate_file = gate_file.clone();
-    std::fs::write(&gate_file, "0.07\n").unwrap();
-    let options = PlanOptions {
-        defaults: "bake = \"1s\"\ninterval = \"200ms\"\nmax_hold = \"1s\"\non_timeout = \"pause\"",
-        source: gate,
-        ..PlanOptions::default()
-    };
-    std::fs::write(dir.path().join("plan.toml"), plan(&lab, options)).unwrap();
-    let (code, _, stderr) = rollout(dir.path(), &["run", "plan.toml"]);
-    assert_eq!(code, 4, "{stderr}");
+    let (dir, _, _) = paused_rollout(&lab);
     let (code, stdout, _) = rollout(dir.path(), &["status", "e2e"]);
     assert_eq!(code, 0);
     let shown = normalize(&stdout, dir.path());
