@@ -1168,3 +1168,64 @@ fn wrong_type() {
         )
         .run();
 }
+
+#[test]
+fn validate_json_lists_every_diagnostic_with_its_position() {
+    let stdout = Test::new()
+        .plan(
+            r#"
+        name = "Shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .file("good.toml", "name = \"ok\"\n[backend]\ntype = \"command\"\nset_weight = [\"x\"]\n[[stages]]\nweight = 100\n")
+        .args(&["validate", "plan.toml", "good.toml", "missing.toml", "--output", "json"])
+        .status(2)
+        .stderr("")
+        .run()
+        .stdout();
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(json["valid"], false);
+    let files = json["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3);
+    let bad = &files[0];
+    assert_eq!(
+        (
+            bad["file"].as_str(),
+            bad["valid"].as_bool(),
+            bad["errors"].as_u64()
+        ),
+        (Some("plan.toml"), Some(false), Some(1))
+    );
+    let first = &bad["diagnostics"][0];
+    assert_eq!(first["severity"], "error");
+    assert_eq!(first["path"], "name");
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(1), Some(8))
+    );
+    assert_eq!(
+        (first["end_line"].as_u64(), first["end_column"].as_u64()),
+        (Some(1), Some(14))
+    );
+    assert_eq!(first["message"], "`Shop` is not a valid name");
+    assert!(first["help"].as_str().unwrap().contains("lowercase"));
+    assert_eq!(files[1]["valid"], true);
+    assert_eq!(
+        files[1]["warnings"], 1,
+        "the no-metrics warning: {}",
+        files[1]
+    );
+    assert_eq!(files[2]["valid"], false);
+    assert!(
+        files[2]["diagnostics"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("cannot read missing.toml")
+    );
+}
