@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the real end-to-end setup needs (nginx, Prometheus, Python 3) from Debian's
+# Installs what the real end-to-end setup needs (nginx, Prometheus, Python 3 and pip) from Debian's
 # packages, only when missing, and stops the system services the packages start: tests and the
 # demo run their own instances on free loopback ports.
 set -euo pipefail
@@ -12,6 +12,7 @@ missing_debs=()
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_debs+=(nginx-light)
 command -v prometheus >/dev/null 2>&1 || missing_debs+=(prometheus)
 command -v python3 >/dev/null 2>&1 || missing_debs+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || missing_debs+=(python3-pip)
 if [ ${#missing_debs[@]} -gt 0 ]; then
     echo "installing ${missing_debs[*]}" >&2
     sudo_if_needed apt-get update -q

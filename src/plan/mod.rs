@@ -97,6 +97,15 @@ pub fn check(file: SourceFile) -> Checked {
     file.redacted = redacted;
     // Stable order: by position, errors before warnings at the same place.
     diagnostics.sort_by_key(|d| (d.span.start, d.severity));
+    // One rule can fire once per stage at a shared place (a default); say it once.
+    let mut seen = Vec::with_capacity(diagnostics.len());
+    diagnostics.retain(|d| {
+        let first = !seen.contains(d);
+        if first {
+            seen.push(d.clone());
+        }
+        first
+    });
     Checked {
         file,
         plan,

@@ -1,6 +1,8 @@
 //! TOML text to `RawPlan`: every field read, typed and located; every problem recorded.
 
 use super::backend_fields;
+use toml::de::DeValue;
+
 use super::condition::{self, Condition};
 use super::diagnostic::{Diagnostic, Span};
 use super::model::{HaltAction, HookEvent, MetricMode, OnNoData, Reduce, Strategy};
@@ -220,6 +222,9 @@ fn read_source(name: At<String>, f: &Field<'_, '_>) -> Option<RawSource> {
         None => table.field("url"),
     };
     let url = url.and_then(|u| template(&u.get(), true));
+    if let Some(headers) = table.peek("headers") {
+        redact_header_values(&headers);
+    }
     let headers = if is_command {
         Vec::new()
     } else {
@@ -275,18 +280,34 @@ fn read_headers(f: &Field<'_, '_>) -> Vec<(String, Template)> {
                 );
                 return None;
             }
-            // A literal value may be a secret: never echo it back in a diagnostic.
-            let field = value.get();
-            if field.str().is_some_and(|v| !v.contains("${")) {
-                f.cx.redact(field.span());
-                warn_literal_credential(&field, &name);
+            if literal_header_value(&value).is_some() {
+                warn_literal_credential(&value, &name);
             }
-            let template = template(&field, false)?;
+            let template = template(&value, false)?;
             Some((name.value, template.value))
         })
         .collect();
     table.finish(|_| None);
     headers
+}
+
+/// Marks every literal header value under `headers` as secret, before anything is reported
+/// about them or their neighbours: a diagnostic shows whole lines of the file.
+fn redact_header_values(headers: &Field<'_, '_>) {
+    let DeValue::Table(table) = headers.value.get_ref() else {
+        return;
+    };
+    for value in table.values() {
+        let field = Field::new(headers.cx, value, headers.path());
+        if literal_header_value(&field).is_some() {
+            headers.cx.redact(value.span());
+        }
+    }
+}
+
+/// A header value with no `${VAR}` in it: possibly a secret written into the file.
+fn literal_header_value<'a>(value: &Field<'a, '_>) -> Option<&'a str> {
+    value.value.get_ref().as_str().filter(|v| !v.contains("${"))
 }
 
 /// Credentials belong in the environment, not in a plan file that is committed and shared.
@@ -360,12 +381,16 @@ pub fn inner_span(f: &Field<'_, '_>, value: &str, offset: usize, len: usize) -> 
         1
     };
     let body = raw.get(quote..raw.len().saturating_sub(quote));
-    if body == Some(value) {
-        let start = span.start + quote + offset;
-        start..start + len.max(1)
-    } else {
-        span
+    if body != Some(value) || offset > value.len() {
+        return span;
     }
+    // Whole characters only: a caret under half of `é` would not render.
+    let mut end = (offset + len.max(1)).min(value.len());
+    while !value.is_char_boundary(end) {
+        end += 1;
+    }
+    let start = span.start + quote + offset;
+    start..span.start + quote + end.max(offset)
 }
 
 fn read_metric(path: &str, f: &Field<'_, '_>) -> Option<RawMetric> {

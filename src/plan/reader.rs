@@ -39,6 +39,11 @@ impl Cx {
         }
     }
 
+    /// The file's text from `offset` on, or "" when it is not a character boundary.
+    pub fn text_from(&self, offset: usize) -> &str {
+        self.text.get(offset..).unwrap_or("")
+    }
+
     /// The file's text under `span`, or "" when the span is not inside it.
     pub fn source(&self, span: &Span) -> &str {
         self.text.get(span.clone()).unwrap_or("")
@@ -64,6 +69,9 @@ impl Cx {
 }
 
 type Value<'i> = Spanned<DeValue<'i>>;
+
+/// No duration in a plan is longer: it keeps every sum of them far from overflowing.
+const MAX_DURATION: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// One TOML value at a known field path.
 #[derive(Clone)]
@@ -205,6 +213,14 @@ impl<'a, 'i> Field<'a, 'i> {
             return self.wrong_type("a duration string", "\"30s\"");
         };
         match humantime::parse_duration(text) {
+            Ok(d) if d > MAX_DURATION => {
+                self.cx.push(
+                    self.error(format!("`{text}` is longer than a year"))
+                        .label("too long")
+                        .help("a rollout's bakes, holds and timeouts are at most a year each"),
+                );
+                None
+            }
             Ok(d) => Some(d),
             Err(e) => {
                 self.cx.push(
@@ -398,6 +414,13 @@ impl<'a, 'i> Table<'a, 'i> {
         self.cx.push(diagnostic);
     }
 
+    /// A field without marking it as known: for looking at a value before deciding whether
+    /// it belongs here.
+    pub fn peek(&self, key: &str) -> Option<Field<'a, 'i>> {
+        let (_, value) = self.table.iter().find(|(k, _)| k.get_ref() == key)?;
+        Some(Field::new(self.cx, value, join(&self.path, key)))
+    }
+
     /// A string field's value without marking the field as known (for messages about others).
     pub fn peek_str(&self, key: &str) -> Option<&'a str> {
         let (_, value) = self.table.iter().find(|(k, _)| k.get_ref() == key)?;
@@ -438,7 +461,12 @@ impl<'a, 'i> Table<'a, 'i> {
     fn header_span(&self) -> Span {
         let text = self.cx.source(&self.span);
         let first_line = text.find('\n').unwrap_or(text.len());
-        self.span.start..self.span.start + first_line.max(1)
+        if first_line > 0 {
+            return self.span.start..self.span.start + first_line;
+        }
+        // The top level has an empty span: point at the file's first character, if any.
+        let first_char = self.cx.text_from(self.span.start).chars().next();
+        self.span.start..self.span.start + first_char.map_or(0, char::len_utf8)
     }
 
     /// Every `(key, value)` pair, for tables whose keys are names (e.g. `[sources.NAME]`).

