@@ -4,45 +4,30 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use super::{Backend, BackendError, Cmd, Executor, WeightChange, context_env, run_checked};
-use crate::plan::{Argv, CommandBackend as Spec, Plan, Weight};
+use super::{Backend, BackendError, Executor, OwnCommands, WeightChange};
+use crate::plan::{CommandBackend as Spec, Plan};
 
 pub struct CommandBackend {
-    name: String,
     spec: Spec,
-    exec: Arc<dyn Executor>,
+    commands: OwnCommands,
     current: WeightChange,
 }
 
 impl CommandBackend {
     pub fn new(plan: &Plan, spec: Spec, exec: Arc<dyn Executor>) -> Self {
         CommandBackend {
-            name: plan.name.to_string(),
+            commands: OwnCommands::new(plan, spec.timeout, exec),
             spec,
-            exec,
-            current: WeightChange {
-                stage: 0,
-                weight: Weight::ZERO,
-                previous: Weight::ZERO,
-            },
-        }
-    }
-
-    fn cmd(&self, argv: &Argv, change: WeightChange, purpose: &str) -> Cmd {
-        Cmd {
-            argv: argv.as_slice().to_vec(),
-            env: context_env(&self.name, change),
-            timeout: self.spec.timeout,
-            purpose: purpose.to_string(),
+            current: WeightChange::BEFORE_START,
         }
     }
 
     async fn apply(&mut self, change: WeightChange) -> Result<(), BackendError> {
-        let set = self.cmd(&self.spec.set_weight, change, "set_weight");
-        run_checked(self.exec.as_ref(), &set).await?;
+        self.commands
+            .run_checked(&self.spec.set_weight, change, "set_weight")
+            .await?;
         if let Some(verify) = &self.spec.verify {
-            let verify = self.cmd(verify, change, "verify");
-            run_checked(self.exec.as_ref(), &verify).await?;
+            self.commands.run_checked(verify, change, "verify").await?;
         }
         self.current = change;
         Ok(())
@@ -65,22 +50,20 @@ impl Backend for CommandBackend {
 
     async fn promote(&mut self) -> Result<(), BackendError> {
         if let Some(promote) = &self.spec.promote {
-            let cmd = self.cmd(promote, self.current, "promote");
-            run_checked(self.exec.as_ref(), &cmd).await?;
+            self.commands
+                .run_checked(promote, self.current, "promote")
+                .await?;
         }
         Ok(())
     }
 
     async fn rollback(&mut self) -> Result<(), BackendError> {
-        let change = WeightChange {
-            stage: self.current.stage,
-            weight: Weight::ZERO,
-            previous: self.current.weight,
-        };
+        let change = self.current.to_stable();
         match &self.spec.rollback {
             Some(rollback) => {
-                let cmd = self.cmd(rollback, change, "rollback");
-                run_checked(self.exec.as_ref(), &cmd).await?;
+                self.commands
+                    .run_checked(rollback, change, "rollback")
+                    .await?;
                 self.current = change;
                 Ok(())
             }

@@ -26,6 +26,62 @@ pub struct WeightChange {
     pub previous: Weight,
 }
 
+impl WeightChange {
+    /// Before the first stage: nothing on the new version.
+    pub const BEFORE_START: WeightChange = WeightChange {
+        stage: 0,
+        weight: Weight::ZERO,
+        previous: Weight::ZERO,
+    };
+
+    /// Back to stable from here, within the same stage.
+    pub fn to_stable(self) -> WeightChange {
+        WeightChange {
+            stage: self.stage,
+            weight: Weight::ZERO,
+            previous: self.weight,
+        }
+    }
+}
+
+/// A backend's own commands (nginx's test and reload, the command backend's set_weight, ...):
+/// run through the executor with the rollout's context in their environment and the backend's
+/// time limit.
+pub struct OwnCommands {
+    pub name: String,
+    pub exec: Arc<dyn Executor>,
+    timeout: std::time::Duration,
+}
+
+impl OwnCommands {
+    pub fn new(plan: &Plan, timeout: std::time::Duration, exec: Arc<dyn Executor>) -> Self {
+        OwnCommands {
+            name: plan.name.to_string(),
+            exec,
+            timeout,
+        }
+    }
+
+    pub fn cmd(&self, argv: &crate::plan::Argv, change: WeightChange, purpose: &str) -> Cmd {
+        Cmd {
+            argv: argv.as_slice().to_vec(),
+            env: context_env(&self.name, change),
+            timeout: self.timeout,
+            purpose: purpose.to_string(),
+        }
+    }
+
+    /// Runs the command and turns a non-zero exit into an error.
+    pub async fn run_checked(
+        &self,
+        argv: &crate::plan::Argv,
+        change: WeightChange,
+        purpose: &str,
+    ) -> Result<Output, BackendError> {
+        run_checked(self.exec.as_ref(), &self.cmd(argv, change, purpose)).await
+    }
+}
+
 #[derive(Debug, Error)]
 pub enum BackendError {
     #[error(transparent)]

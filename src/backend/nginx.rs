@@ -17,8 +17,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Backend, BackendError, Cmd, Executor, WeightChange, context_env, run_checked};
-use crate::plan::{Argv, NginxBackend as Spec, Plan, Weight};
+use super::{Backend, BackendError, Executor, OwnCommands, WeightChange};
+use crate::plan::{NginxBackend as Spec, Plan, Weight};
 
 /// How often, and how many times, `verify_command` is tried after a reload: nginx applies a
 /// reload asynchronously, so the first try may come too early.
@@ -28,49 +28,42 @@ const VERIFY_PAUSE: Duration = Duration::from_millis(300);
 const WORKER_POLL: Duration = Duration::from_millis(50);
 
 pub struct Nginx {
-    name: String,
     spec: Spec,
-    exec: Arc<dyn Executor>,
+    commands: OwnCommands,
     current: WeightChange,
 }
 
 impl Nginx {
     pub fn new(plan: &Plan, spec: Spec, exec: Arc<dyn Executor>) -> Self {
         Nginx {
-            name: plan.name.to_string(),
+            commands: OwnCommands::new(plan, spec.command_timeout, exec),
             spec,
-            exec,
-            current: WeightChange {
-                stage: 0,
-                weight: Weight::ZERO,
-                previous: Weight::ZERO,
-            },
+            current: WeightChange::BEFORE_START,
         }
     }
 
-    fn cmd(&self, argv: &Argv, change: WeightChange, purpose: &str) -> Cmd {
-        Cmd {
-            argv: argv.as_slice().to_vec(),
-            env: context_env(&self.name, change),
-            timeout: self.spec.command_timeout,
-            purpose: purpose.to_string(),
-        }
+    fn exec(&self) -> &dyn Executor {
+        self.commands.exec.as_ref()
     }
 
     async fn apply(&mut self, change: WeightChange) -> Result<(), BackendError> {
-        let exec = self.exec.as_ref();
+        let exec = self.exec();
         let path = &self.spec.upstream_file;
         let previous = exec.read_file(path).await?;
-        let contents = render(&self.spec, &self.name, change);
+        let contents = render(&self.spec, &self.commands.name, change);
         exec.write_file(path, &contents).await?;
-        let test = self.cmd(&self.spec.test_command, change, "nginx config test");
-        if let Err(e) = run_checked(exec, &test).await {
+        let test = self
+            .commands
+            .run_checked(&self.spec.test_command, change, "nginx config test");
+        if let Err(e) = test.await {
             self.restore(previous).await?;
             return Err(e);
         }
         let workers_before = self.workers_before_reload().await?;
-        let reload = self.cmd(&self.spec.reload_command, change, "nginx reload");
-        if let Err(e) = run_checked(exec, &reload).await {
+        let reload = self
+            .commands
+            .run_checked(&self.spec.reload_command, change, "nginx reload");
+        if let Err(e) = reload.await {
             self.restore(previous).await?;
             return Err(e);
         }
@@ -90,14 +83,9 @@ impl Nginx {
     /// Puts back the file as it was before a change nginx refused. Where there was none, the
     /// stable-only upstream is the known state to leave.
     async fn restore(&self, previous: Option<String>) -> Result<(), BackendError> {
-        let contents = previous.unwrap_or_else(|| {
-            let stable = WeightChange {
-                weight: Weight::ZERO,
-                ..self.current
-            };
-            render(&self.spec, &self.name, stable)
-        });
-        self.exec
+        let contents = previous
+            .unwrap_or_else(|| render(&self.spec, &self.commands.name, self.current.to_stable()));
+        self.exec()
             .write_file(&self.spec.upstream_file, &contents)
             .await?;
         Ok(())
@@ -108,7 +96,7 @@ impl Nginx {
         let Some(pid_file) = &self.spec.pid_file else {
             return Ok(None);
         };
-        if self.exec.is_dry_run() {
+        if self.exec().is_dry_run() {
             return Ok(None);
         }
         let pid_file = pid_file.clone();
@@ -151,13 +139,13 @@ impl Nginx {
         let Some(verify) = &self.spec.verify_command else {
             return Ok(());
         };
-        let cmd = self.cmd(verify, change, "verify the reload");
+        let cmd = self.commands.cmd(verify, change, "verify the reload");
         let mut last = None;
         for attempt in 0..VERIFY_ATTEMPTS {
             if attempt > 0 {
                 tokio::time::sleep(VERIFY_PAUSE).await;
             }
-            let output = self.exec.run(&cmd).await?;
+            let output = self.exec().run(&cmd).await?;
             if output.success() {
                 return Ok(());
             }
@@ -189,12 +177,11 @@ impl Backend for Nginx {
     /// nginx's current configuration must pass its own test before we touch it, so that a
     /// failure later is ours to explain.
     async fn preflight(&mut self) -> Result<(), BackendError> {
-        let test = self.cmd(
-            &self.spec.test_command,
-            self.current,
-            "nginx config test (preflight)",
-        );
-        run_checked(self.exec.as_ref(), &test).await.map(|_| ())
+        let purpose = "nginx config test (preflight)";
+        let test = self
+            .commands
+            .run_checked(&self.spec.test_command, self.current, purpose);
+        test.await.map(|_| ())
     }
 
     async fn set_weight(&mut self, change: WeightChange) -> Result<(), BackendError> {
@@ -207,12 +194,7 @@ impl Backend for Nginx {
     }
 
     async fn rollback(&mut self) -> Result<(), BackendError> {
-        let change = WeightChange {
-            stage: self.current.stage,
-            weight: Weight::ZERO,
-            previous: self.current.weight,
-        };
-        self.apply(change).await
+        self.apply(self.current.to_stable()).await
     }
 }
 
@@ -300,6 +282,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::Argv;
     use std::path::PathBuf;
 
     fn spec(stable: &[&str], canary: &[&str]) -> Spec {
