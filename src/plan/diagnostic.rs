@@ -174,9 +174,21 @@ impl SourceFile {
         } else {
             format!("{}: {}", d.path, d.message)
         };
-        let snippet = Snippet::source(shown)
+        // Only the lines the span touches go to the renderer: the cost of a diagnostic then
+        // does not grow with the size of the file.
+        let first = shown[..span.start].rfind('\n').map_or(0, |i| i + 1);
+        let last = shown[span.end..]
+            .find('\n')
+            .map_or(shown.len(), |i| span.end + i);
+        let line = shown[..first].matches('\n').count() + 1;
+        let snippet = Snippet::source(&shown[first..last])
+            .line_start(line)
             .path(display_path(&self.path))
-            .annotation(AnnotationKind::Primary.span(span).label(d.label.as_str()));
+            .annotation(
+                AnnotationKind::Primary
+                    .span(span.start - first..span.end - first)
+                    .label(d.label.as_str()),
+            );
         let group = level.primary_title(title).element(snippet);
         match &d.help {
             Some(help) => group.element(Level::HELP.message(help.as_str())),
