@@ -116,6 +116,14 @@ pub fn check(file: SourceFile) -> Checked {
 /// TOML syntax errors as diagnostics. A table defined twice makes every key in its second
 /// body a duplicate too; only the table is reported.
 fn syntax_diagnostics(text: &str, errors: &[toml::de::Error]) -> Vec<Diagnostic> {
+    let mut out = syntax_diagnostics_as_reported(text, errors);
+    // The parser's recovery can report the same problem twice, and not in file order.
+    out.sort_by_key(|d| d.span.start);
+    out.dedup();
+    out
+}
+
+fn syntax_diagnostics_as_reported(text: &str, errors: &[toml::de::Error]) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut duplicate_table_until: Option<usize> = None;
     for e in errors {

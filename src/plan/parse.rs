@@ -457,6 +457,10 @@ fn read_metric(path: &str, f: &Field<'_, '_>) -> Option<RawMetric> {
                 .choice(&[("enforce", MetricMode::Enforce), ("warn", MetricMode::Warn)])
         }),
         broken_conditions: broken,
+        written: QUERY_FIELDS
+            .into_iter()
+            .filter(|key| table.peek(key).is_some())
+            .collect(),
     };
     table.finish(|key| match key {
         "interval" | "bake" | "max_hold" => Some(format!(
@@ -469,6 +473,18 @@ fn read_metric(path: &str, f: &Field<'_, '_>) -> Option<RawMetric> {
     });
     Some(metric)
 }
+
+/// The fields of a metric that depend on its source's type.
+const QUERY_FIELDS: [&str; 8] = [
+    "query",
+    "baseline",
+    "reduce",
+    "path",
+    "baseline_path",
+    "url",
+    "run",
+    "baseline_run",
+];
 
 fn fraction(f: &Field<'_, '_>) -> Option<f64> {
     let n = f.number("min_coverage = 0.5")?;

@@ -116,6 +116,9 @@ pub struct RawMetric {
     /// Conditions that failed to parse: the metric still counts as having them, so that
     /// "neither advance nor rollback" is not reported on top of the parse error.
     pub broken_conditions: bool,
+    /// The source-specific fields written in the table, valid or not, so that an invalid
+    /// `path` is not also reported as missing.
+    pub written: Vec<&'static str>,
 }
 
 /// The backend table, read according to its `type`.

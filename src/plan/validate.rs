@@ -315,7 +315,7 @@ fn query(cx: &Cx, m: &RawMetric, source_type: SourceType) -> Option<Query> {
             );
         }
     }
-    let required_given = given.iter().any(|(k, s)| *k == required && s.is_some());
+    let required_given = m.written.contains(&required);
     if !required_given {
         ok = false;
         cx.push(
