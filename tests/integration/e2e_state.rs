@@ -361,3 +361,29 @@ fn normalize(text: &str, dir: &Path) -> String {
     result.push_str(rest);
     result
 }
+
+/// `rollout rollback` says 5 when it could not confirm traffic is back on stable: here nginx
+/// never applies a reload (the reload command does nothing), so no new workers ever appear.
+#[test]
+fn a_rollback_that_cannot_be_confirmed_exits_5() {
+    let lab = Lab::start();
+    let dir = tempfile::tempdir().unwrap();
+    let options = PlanOptions {
+        reload_command: Some(vec!["true".to_string()]),
+        source: passing_gate(dir.path()),
+        ..PlanOptions::default()
+    };
+    let text = plan(&lab, options).replace("command_timeout = \"3s\"", "command_timeout = \"1s\"");
+    std::fs::write(dir.path().join("plan.toml"), text).unwrap();
+    let (code, _, stderr) = rollout(dir.path(), &["rollback", "plan.toml"]);
+    assert_eq!(code, 5, "{stderr}");
+    assert!(stderr.contains("ROLLBACK FAILED"), "{stderr}");
+    let status = status_json(dir.path(), "e2e");
+    assert_eq!(status["state"], "rollback failed", "{status:#}");
+    assert!(
+        status["next"]
+            .as_str()
+            .unwrap()
+            .contains("a person must check the backend")
+    );
+}
