@@ -222,12 +222,8 @@ impl Ecs {
                 service,
                 container,
                 image,
-            } => Some(Target {
-                service: service.clone(),
-                container: container.clone(),
-                image: image.clone(),
-            }),
-            EcsMode::Alb {
+            }
+            | EcsMode::Alb {
                 canary_image:
                     Some(CanaryImage {
                         service,
@@ -273,6 +269,23 @@ impl Ecs {
         Ok(self.clients.as_ref().expect("just connected"))
     }
 
+    /// Connects on first use, then bounds the call like every other (`send`). `service` is the
+    /// name messages give the client `request` picks: "ecs" for `c.ecs`, "elbv2" for `c.elb`.
+    async fn call<T, E, R, F>(
+        &mut self,
+        service: &'static str,
+        operation: &'static str,
+        request: impl FnOnce(&Clients) -> F,
+    ) -> Result<T, EcsError>
+    where
+        F: Future<Output = Result<T, aws_sdk_ecs::error::SdkError<E, R>>>,
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+        R: std::fmt::Debug + Send + Sync + 'static,
+    {
+        let call = request(self.clients().await?);
+        send(service, operation, &self.limits, call).await
+    }
+
     // ---- ECS ----
 
     async fn check_cluster(&mut self) -> Result<(), EcsError> {
@@ -286,15 +299,11 @@ impl Ecs {
         if self.exec.is_dry_run() {
             return Ok(());
         }
-        let limits = self.limits;
-        let ecs = self.clients().await?.ecs.clone();
-        let out = send(
-            "ecs",
-            "DescribeClusters",
-            &limits,
-            ecs.describe_clusters().clusters(&cluster).send(),
-        )
-        .await?;
+        let out = self
+            .call("ecs", "DescribeClusters", |c| {
+                c.ecs.describe_clusters().clusters(&cluster).send()
+            })
+            .await?;
         let found = out.clusters().iter().find(|c| {
             c.cluster_name() == Some(cluster.as_str()) || c.cluster_arn() == Some(cluster.as_str())
         });
@@ -312,18 +321,15 @@ impl Ecs {
         service: &str,
     ) -> Result<aws_sdk_ecs::types::Service, EcsError> {
         let cluster = self.spec.cluster.clone();
-        let limits = self.limits;
-        let ecs = self.clients().await?.ecs.clone();
-        let out = send(
-            "ecs",
-            "DescribeServices",
-            &limits,
-            ecs.describe_services()
-                .cluster(&cluster)
-                .services(service)
-                .send(),
-        )
-        .await?;
+        let out = self
+            .call("ecs", "DescribeServices", |c| {
+                c.ecs
+                    .describe_services()
+                    .cluster(&cluster)
+                    .services(service)
+                    .send()
+            })
+            .await?;
         match out.services().first() {
             Some(found) => Ok(found.clone()),
             None => Err(self.missing(format!("ECS service `{service}` in cluster `{cluster}`"))),
@@ -384,18 +390,15 @@ impl Ecs {
                 )));
             }
         };
-        let limits = self.limits;
-        let ecs = self.clients().await?.ecs.clone();
-        let out = send(
-            "ecs",
-            "DescribeTaskDefinition",
-            &limits,
-            ecs.describe_task_definition()
-                .task_definition(&arn)
-                .include(TaskDefinitionField::Tags)
-                .send(),
-        )
-        .await?;
+        let out = self
+            .call("ecs", "DescribeTaskDefinition", |c| {
+                c.ecs
+                    .describe_task_definition()
+                    .task_definition(&arn)
+                    .include(TaskDefinitionField::Tags)
+                    .send()
+            })
+            .await?;
         let Some(td) = out.task_definition().cloned() else {
             return Err(self.missing(format!("task definition {arn}")));
         };
@@ -414,15 +417,11 @@ impl Ecs {
         let Some((base, _)) = self.base.clone() else {
             return Ok(false);
         };
-        let limits = self.limits;
-        let ecs = self.clients().await?.ecs.clone();
-        let out = send(
-            "ecs",
-            "DescribeTaskDefinition",
-            &limits,
-            ecs.describe_task_definition().task_definition(arn).send(),
-        )
-        .await?;
+        let out = self
+            .call("ecs", "DescribeTaskDefinition", |c| {
+                c.ecs.describe_task_definition().task_definition(arn).send()
+            })
+            .await?;
         let expected = with_image(&base, &target.container, &target.image)?;
         Ok(out
             .task_definition()
@@ -509,15 +508,11 @@ impl Ecs {
                 "image": target.image,
             }),
         );
-        let limits = self.limits;
-        let ecs = self.clients().await?.ecs.clone();
-        let out = send(
-            "ecs",
-            "RegisterTaskDefinition",
-            &limits,
-            register_request(&ecs, &revised, &tags).send(),
-        )
-        .await?;
+        let out = self
+            .call("ecs", "RegisterTaskDefinition", |c| {
+                register_request(&c.ecs, &revised, &tags).send()
+            })
+            .await?;
         let arn = out
             .task_definition()
             .and_then(|td| td.task_definition_arn())
@@ -543,18 +538,14 @@ impl Ecs {
         if self.exec.is_dry_run() {
             return Ok(());
         }
-        let limits = self.limits;
-        let ecs = self.clients().await?.ecs.clone();
-        send(
-            "ecs",
-            "UpdateService",
-            &limits,
-            ecs.update_service()
+        self.call("ecs", "UpdateService", |c| {
+            c.ecs
+                .update_service()
                 .cluster(&cluster)
                 .service(service)
                 .task_definition(td)
-                .send(),
-        )
+                .send()
+        })
         .await?;
         Ok(())
     }
@@ -645,15 +636,11 @@ impl Ecs {
         if self.exec.is_dry_run() {
             return Ok(());
         }
-        let limits = self.limits;
-        let elb = self.clients().await?.elb.clone();
-        let result = send(
-            "elbv2",
-            "DescribeTargetGroups",
-            &limits,
-            elb.describe_target_groups().target_group_arns(arn).send(),
-        )
-        .await;
+        let result = self
+            .call("elbv2", "DescribeTargetGroups", |c| {
+                c.elb.describe_target_groups().target_group_arns(arn).send()
+            })
+            .await;
         match result {
             Ok(out) if !out.target_groups().is_empty() => Ok(()),
             Ok(_) => Err(self.missing(format!("target group {arn} ({role})"))),
@@ -685,16 +672,11 @@ impl Ecs {
         if self.exec.is_dry_run() {
             return Ok(Vec::new());
         }
-        let limits = self.limits;
-        let elb = self.clients().await?.elb.clone();
         let (result, not_found, what) = match &listener {
             AlbListener::Listener(arn) => (
-                send(
-                    "elbv2",
-                    "DescribeListeners",
-                    &limits,
-                    elb.describe_listeners().listener_arns(arn).send(),
-                )
+                self.call("elbv2", "DescribeListeners", |c| {
+                    c.elb.describe_listeners().listener_arns(arn).send()
+                })
                 .await
                 .map(|out| {
                     out.listeners()
@@ -705,12 +687,9 @@ impl Ecs {
                 format!("ALB listener {arn}"),
             ),
             AlbListener::Rule(arn) => (
-                send(
-                    "elbv2",
-                    "DescribeRules",
-                    &limits,
-                    elb.describe_rules().rule_arns(arn).send(),
-                )
+                self.call("elbv2", "DescribeRules", |c| {
+                    c.elb.describe_rules().rule_arns(arn).send()
+                })
                 .await
                 .map(|out| out.rules().first().map(|r| r.actions().to_vec())),
                 "RuleNotFound",
@@ -746,32 +725,26 @@ impl Ecs {
         if self.exec.is_dry_run() {
             return Ok(());
         }
-        let limits = self.limits;
-        let elb = self.clients().await?.elb.clone();
         match &listener {
             AlbListener::Listener(arn) => {
-                send(
-                    "elbv2",
-                    "ModifyListener",
-                    &limits,
-                    elb.modify_listener()
+                self.call("elbv2", "ModifyListener", |c| {
+                    c.elb
+                        .modify_listener()
                         .listener_arn(arn)
                         .set_default_actions(Some(actions))
-                        .send(),
-                )
+                        .send()
+                })
                 .await?;
             }
             // Conditions are left out, so the rule keeps its own.
             AlbListener::Rule(arn) => {
-                send(
-                    "elbv2",
-                    "ModifyRule",
-                    &limits,
-                    elb.modify_rule()
+                self.call("elbv2", "ModifyRule", |c| {
+                    c.elb
+                        .modify_rule()
                         .rule_arn(arn)
                         .set_actions(Some(actions))
-                        .send(),
-                )
+                        .send()
+                })
                 .await?;
             }
         }
@@ -1339,17 +1312,18 @@ fn forward_weights(actions: &[Action]) -> Result<Vec<TargetGroupWeight>, String>
         .collect())
 }
 
+fn weight_of(weights: &[TargetGroupWeight], arn: &str) -> Option<i32> {
+    weights
+        .iter()
+        .find(|w| w.target_group_arn == arn)
+        .map(|w| w.weight)
+}
+
 fn has_weights(actions: &[Action], stable: &str, canary: &str, (s, c): (i32, i32)) -> bool {
     let Ok(weights) = forward_weights(actions) else {
         return false;
     };
-    let of = |arn: &str| {
-        weights
-            .iter()
-            .find(|w| w.target_group_arn == arn)
-            .map(|w| w.weight)
-    };
-    of(stable) == Some(s) && of(canary).unwrap_or(0) == c
+    weight_of(&weights, stable) == Some(s) && weight_of(&weights, canary).unwrap_or(0) == c
 }
 
 /// Whether the forward action already splits traffic as `(stable, canary)` would, whatever the
@@ -1359,12 +1333,7 @@ fn same_split(actions: &[Action], stable: &str, canary: &str, (s, c): (i32, i32)
     let Ok(weights) = forward_weights(actions) else {
         return false;
     };
-    let of = |arn: &str| {
-        weights
-            .iter()
-            .find(|w| w.target_group_arn == arn)
-            .map_or(0, |w| i64::from(w.weight))
-    };
+    let of = |arn: &str| weight_of(&weights, arn).map_or(0, i64::from);
     let (read_s, read_c) = (of(stable), of(canary));
     let others_idle = weights
         .iter()
@@ -2049,18 +2018,23 @@ mod tests {
         r#"{"clusters":[{"clusterName":"prod","status":"ACTIVE"}],"failures":[]}"#;
     const THROTTLED: &str = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
 
-    #[tokio::test]
-    async fn throttling_is_retried_with_backoff() {
-        let (url, seen) = fake_ecs(vec![(400, THROTTLED), (400, THROTTLED), (200, CLUSTERS)]).await;
-        let ecs = ecs_client(&url).await;
-        let out = send(
+    async fn describe_prod(
+        ecs: &aws_sdk_ecs::Client,
+    ) -> Result<aws_sdk_ecs::operation::describe_clusters::DescribeClustersOutput, EcsError> {
+        send(
             "ecs",
             "DescribeClusters",
             &QUICK,
             ecs.describe_clusters().clusters("prod").send(),
         )
         .await
-        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn throttling_is_retried_with_backoff() {
+        let (url, seen) = fake_ecs(vec![(400, THROTTLED), (400, THROTTLED), (200, CLUSTERS)]).await;
+        let ecs = ecs_client(&url).await;
+        let out = describe_prod(&ecs).await.unwrap();
         assert_eq!(out.clusters()[0].status(), Some("ACTIVE"));
         assert_eq!(*seen.lock().unwrap(), 3);
     }
@@ -2069,14 +2043,7 @@ mod tests {
     async fn throttling_that_never_ends_is_an_error_after_max_attempts() {
         let (url, seen) = fake_ecs(vec![(400, THROTTLED); 10]).await;
         let ecs = ecs_client(&url).await;
-        let err = send(
-            "ecs",
-            "DescribeClusters",
-            &QUICK,
-            ecs.describe_clusters().clusters("prod").send(),
-        )
-        .await
-        .unwrap_err();
+        let err = describe_prod(&ecs).await.unwrap_err();
         assert_eq!(
             err.to_string(),
             "ecs DescribeClusters failed: ThrottlingException: Rate exceeded"
@@ -2089,14 +2056,7 @@ mod tests {
         let (url, seen) = fake_ecs(vec![]).await;
         let ecs = ecs_client(&url).await;
         let started = std::time::Instant::now();
-        let err = send(
-            "ecs",
-            "DescribeClusters",
-            &QUICK,
-            ecs.describe_clusters().clusters("prod").send(),
-        )
-        .await
-        .unwrap_err();
+        let err = describe_prod(&ecs).await.unwrap_err();
         let elapsed = started.elapsed();
         assert!(
             elapsed < QUICK.operation + Duration::from_secs(1),

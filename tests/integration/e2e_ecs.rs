@@ -436,8 +436,18 @@ fn service_state(state: &Value, service: &str) -> (String, Vec<Value>) {
     )
 }
 
-fn steady_on(td: &str, tasks: u32) -> Vec<Value> {
-    vec![json!(["PRIMARY", td, "COMPLETED", tasks, tasks])]
+/// `service` runs `revision` (`FAMILY:REV`) and is steady on it: a lone PRIMARY deployment,
+/// COMPLETED, with all `tasks` running.
+#[track_caller]
+fn assert_steady_on(state: &Value, service: &str, revision: &str, tasks: u32) {
+    let td = td(revision);
+    assert_eq!(
+        service_state(state, service),
+        (
+            td.clone(),
+            vec![json!(["PRIMARY", td, "COMPLETED", tasks, tasks])]
+        )
+    );
 }
 
 fn td(family_revision: &str) -> String {
@@ -471,18 +481,12 @@ fn alb_canary_moves_all_traffic_to_the_canary_target_group() {
         json!({ &stable: 0, &canary: 100 })
     );
     // The canary service got the new image before the first stage; stable was not touched.
-    assert_eq!(
-        service_state(&state, "web-canary"),
-        (td("web-canary:2"), steady_on(&td("web-canary:2"), 1))
-    );
+    assert_steady_on(&state, "web-canary", "web-canary:2", 1);
     assert_eq!(
         state["taskDefinitions"][td("web-canary:2")]["taskDefinition"]["containerDefinitions"][0]["image"],
         NEW_IMAGE
     );
-    assert_eq!(
-        service_state(&state, "web"),
-        (td("web:1"), steady_on(&td("web:1"), 2))
-    );
+    assert_steady_on(&state, "web", "web:1", 2);
 }
 
 #[test]
@@ -519,10 +523,7 @@ fn alb_canary_rolled_back_puts_all_traffic_on_the_stable_target_group() {
     assert_eq!(state["ruleActions"], before["ruleActions"]);
     assert_eq!(state["ruleConditions"], before["ruleConditions"]);
     // The canary service is back on the revision it ran before.
-    assert_eq!(
-        service_state(&state, "web-canary"),
-        (td("web-canary:1"), steady_on(&td("web-canary:1"), 1))
-    );
+    assert_steady_on(&state, "web-canary", "web-canary:1", 1);
 }
 
 #[test]
@@ -534,10 +535,7 @@ fn service_update_is_promoted_with_every_other_field_carried_over() {
     assert_code(&ran, 0, &moto);
 
     let state = moto.state();
-    assert_eq!(
-        service_state(&state, "web"),
-        (td("web:2"), steady_on(&td("web:2"), 2))
-    );
+    assert_steady_on(&state, "web", "web:2", 2);
     let old = &state["taskDefinitions"][td("web:1")];
     let new = &state["taskDefinitions"][td("web:2")];
     assert_eq!(new["tags"], old["tags"]);
@@ -570,10 +568,7 @@ fn service_update_rolled_back_returns_to_the_previous_revision() {
     assert_code(&ran, 3, &moto);
 
     let state = moto.state();
-    assert_eq!(
-        service_state(&state, "web"),
-        (td("web:1"), steady_on(&td("web:1"), 2))
-    );
+    assert_steady_on(&state, "web", "web:1", 2);
     // The new revision was registered and deployed before the gate failed.
     assert_eq!(
         state["taskDefinitions"][td("web:2")]["taskDefinition"]["containerDefinitions"][0]["image"],
@@ -603,10 +598,7 @@ fn a_deployment_the_circuit_breaker_fails_fails_the_stage() {
         ran.stderr
     );
     let state = moto.state();
-    assert_eq!(
-        service_state(&state, "web"),
-        (td("web:1"), steady_on(&td("web:1"), 2))
-    );
+    assert_steady_on(&state, "web", "web:1", 2);
 }
 
 #[test]
@@ -627,10 +619,7 @@ fn a_deployment_that_never_settles_times_out() {
     );
     assert!(started.elapsed() < Duration::from_secs(60));
     let state = moto.state();
-    assert_eq!(
-        service_state(&state, "web"),
-        (td("web:1"), steady_on(&td("web:1"), 2))
-    );
+    assert_steady_on(&state, "web", "web:1", 2);
 }
 
 /// Pauses at the first stage with traffic: the gate prints nothing (no data), so the stage holds
@@ -666,10 +655,7 @@ fn alb_rollback_from_another_process_uses_the_journal() {
     assert_code(&ran, 0, &moto);
     let state = moto.state();
     assert_eq!(state["ruleActions"], before["ruleActions"]);
-    assert_eq!(
-        service_state(&state, "web-canary"),
-        (td("web-canary:1"), steady_on(&td("web-canary:1"), 1))
-    );
+    assert_steady_on(&state, "web-canary", "web-canary:1", 1);
 }
 
 #[test]
@@ -685,10 +671,7 @@ fn service_update_resumed_from_the_journal_registers_no_second_revision() {
     let ran = run.rollout(&["resume", "plan.toml"]);
     assert_code(&ran, 0, &moto);
     let state = moto.state();
-    assert_eq!(
-        service_state(&state, "web"),
-        (td("web:2"), steady_on(&td("web:2"), 2))
-    );
+    assert_steady_on(&state, "web", "web:2", 2);
     let revisions: Vec<&String> = state["taskDefinitions"]
         .as_object()
         .unwrap()
@@ -700,10 +683,7 @@ fn service_update_resumed_from_the_journal_registers_no_second_revision() {
     // And the previous revision is still the one a rollback returns to.
     let ran = run.rollout(&["rollback", "plan.toml"]);
     assert_code(&ran, 0, &moto);
-    assert_eq!(
-        service_state(&moto.state(), "web"),
-        (td("web:1"), steady_on(&td("web:1"), 2))
-    );
+    assert_steady_on(&moto.state(), "web", "web:1", 2);
 }
 
 #[test]

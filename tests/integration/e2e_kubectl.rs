@@ -208,11 +208,29 @@ fn canary_deployment(progress_deadline: u32) -> Value {
     d
 }
 
-fn replicas_plan(cluster: &Cluster, rollout_timeout: &str, stages: &[u32]) -> String {
-    let stages: String = stages
+/// How the replicas and gateway plans end: a gate on the `error-rate` file that `run` writes,
+/// then one stage per weight.
+fn gate_and_stages(weights: &[impl std::fmt::Display]) -> String {
+    let stages: String = weights
         .iter()
         .map(|w| format!("[[stages]]\nweight = {w}\n"))
         .collect();
+    format!(
+        r#"[sources.canary]
+type = "command"
+
+[[metrics]]
+name = "error-rate"
+source = "canary"
+run = ["cat", "error-rate"]
+advance = "< 1%"
+rollback = "> 5%"
+
+{stages}"#
+    )
+}
+
+fn replicas_plan(cluster: &Cluster, rollout_timeout: &str, stages: &[u32]) -> String {
     format!(
         r#"
 name = "inventory"
@@ -235,19 +253,10 @@ replicas = 4
 container = "app"
 image = "{NEW_IMAGE}"
 
-[sources.canary]
-type = "command"
-
-[[metrics]]
-name = "error-rate"
-source = "canary"
-run = ["cat", "error-rate"]
-advance = "< 1%"
-rollback = "> 5%"
-
-{stages}
+{gate_and_stages}
 "#,
-        kubeconfig = cluster.kubeconfig().display()
+        kubeconfig = cluster.kubeconfig().display(),
+        gate_and_stages = gate_and_stages(stages),
     )
 }
 
@@ -321,6 +330,25 @@ fn no_writes(cluster: &Cluster) {
         Vec::<Value>::new(),
         "nothing may be written"
     );
+}
+
+/// A run of the replicas plan stops at preflight with `problem`, and nothing is written.
+#[track_caller]
+fn assert_refused_at_preflight(cluster: &Cluster, problem: &str) {
+    let ran = run(
+        cluster,
+        &replicas_plan(cluster, "60s", &[25, 100]),
+        "0\n",
+        1,
+    );
+    let err = stderr(&ran);
+    assert!(
+        err.contains(&format!(
+            "The preflight check failed, so nothing was changed: {problem}."
+        )),
+        "{err}"
+    );
+    no_writes(cluster);
 }
 
 #[test]
@@ -460,18 +488,10 @@ fn a_rollout_slower_than_rollout_timeout_fails_its_stage() {
 #[test]
 fn a_missing_deployment_stops_the_run_before_anything_is_touched() {
     let cluster = Cluster::start(&[stable_deployment(4)], &[]);
-    let ran = run(
+    assert_refused_at_preflight(
         &cluster,
-        &replicas_plan(&cluster, "60s", &[25, 100]),
-        "0\n",
-        1,
+        "deployment.apps/inventory-canary does not exist in namespace shop",
     );
-    let err = stderr(&ran);
-    assert!(
-        err.contains("The preflight check failed, so nothing was changed: deployment.apps/inventory-canary does not exist in namespace shop."),
-        "{err}"
-    );
-    no_writes(&cluster);
 }
 
 #[test]
@@ -480,18 +500,10 @@ fn a_forbidden_verb_stops_the_run_before_anything_is_touched() {
         &[stable_deployment(4), canary_deployment(600)],
         &["--forbid", "patch:deployments/inventory-canary"],
     );
-    let ran = run(
+    assert_refused_at_preflight(
         &cluster,
-        &replicas_plan(&cluster, "60s", &[25, 100]),
-        "0\n",
-        1,
+        "kubectl auth can-i says the credentials may not patch deployment.apps/inventory-canary in namespace shop",
     );
-    let err = stderr(&ran);
-    assert!(
-        err.contains("The preflight check failed, so nothing was changed: kubectl auth can-i says the credentials may not patch deployment.apps/inventory-canary in namespace shop."),
-        "{err}"
-    );
-    no_writes(&cluster);
 }
 
 #[test]
@@ -621,10 +633,6 @@ fn gateway_objects() -> Vec<Value> {
 }
 
 fn gateway_plan(cluster: &Cluster, stages: &[f64]) -> String {
-    let stages: String = stages
-        .iter()
-        .map(|w| format!("[[stages]]\nweight = {w}\n"))
-        .collect();
     format!(
         r#"
 name = "search-api"
@@ -644,19 +652,10 @@ route = "search-api"
 stable_service = "search-api-stable"
 canary_service = "search-api-canary"
 
-[sources.canary]
-type = "command"
-
-[[metrics]]
-name = "error-rate"
-source = "canary"
-run = ["cat", "error-rate"]
-advance = "< 1%"
-rollback = "> 5%"
-
-{stages}
+{gate_and_stages}
 "#,
-        kubeconfig = cluster.kubeconfig().display()
+        kubeconfig = cluster.kubeconfig().display(),
+        gate_and_stages = gate_and_stages(stages),
     )
 }
 
