@@ -79,8 +79,15 @@ impl Session {
             .map(|s| (s.number, s.weight.percent()))
             .collect();
         let summary = Arc::new(SummaryCollector::new(stages));
-        let evidence = Arc::new(EvidenceCollector::default());
-        let mut reporters: Vec<Arc<dyn Reporter>> = vec![summary.clone(), evidence.clone()];
+        // Every event of a long run adds up: keep them only when a report was asked for.
+        let report = drive
+            .report
+            .clone()
+            .map(|path| (path, Arc::new(EvidenceCollector::default())));
+        let mut reporters: Vec<Arc<dyn Reporter>> = vec![summary.clone()];
+        if let Some((_, evidence)) = &report {
+            reporters.push(evidence.clone());
+        }
         let journal = if dry_run {
             None
         } else {
@@ -140,12 +147,11 @@ impl Session {
             engine,
             closing: Closing {
                 summary,
-                evidence,
                 plan,
                 output: drive.output,
                 quiet: drive.quiet,
                 dry_run,
-                report: drive.report.clone(),
+                report,
             },
             _lock: lock,
         }))
@@ -180,12 +186,12 @@ impl Session {
 /// What is left to do when the engine is done: the summary table and the evidence file.
 pub struct Closing {
     summary: Arc<SummaryCollector>,
-    evidence: Arc<EvidenceCollector>,
     plan: Arc<Plan>,
     output: OutputFormat,
     quiet: bool,
     dry_run: bool,
-    report: Option<std::path::PathBuf>,
+    /// `--report FILE` and what it collects.
+    report: Option<(std::path::PathBuf, Arc<EvidenceCollector>)>,
 }
 
 impl Closing {
@@ -193,8 +199,8 @@ impl Closing {
         if self.output == OutputFormat::Human && !self.quiet && !self.dry_run {
             eprint!("\n{}", self.summary.render());
         }
-        if let Some(path) = &self.report {
-            self.evidence
+        if let Some((path, evidence)) = &self.report {
+            evidence
                 .write(path, self.plan.name.as_str(), &self.plan.fingerprint)
                 .map_err(|e| anyhow::anyhow!("cannot write the report: {e}"))?;
         }

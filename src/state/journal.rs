@@ -277,7 +277,13 @@ impl Journal {
 pub struct JournalReporter {
     path: PathBuf,
     journal: Mutex<Journal>,
+    /// When the journal was last written; measurements alone are written at most this often.
+    last_save: Mutex<std::time::Instant>,
 }
+
+/// Fifty metrics polled every second would otherwise rewrite the journal fifty times a second
+/// for nothing a reader needs that fresh.
+const MEASUREMENT_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl JournalReporter {
     /// Writes the journal at once: the run is on record before anything is touched.
@@ -286,11 +292,8 @@ impl JournalReporter {
         Ok(JournalReporter {
             path,
             journal: Mutex::new(journal),
+            last_save: Mutex::new(std::time::Instant::now()),
         })
-    }
-
-    pub fn snapshot(&self) -> Journal {
-        self.journal.lock().expect("journal lock").clone()
     }
 
     /// Records a note in the journal's reason, durably: used when the process is about to exit
@@ -310,6 +313,12 @@ impl Reporter for JournalReporter {
     fn report(&self, event: &Stamped) {
         let mut journal = self.journal.lock().expect("journal lock");
         let durable = journal.apply(event);
+        let mut last_save = self.last_save.lock().expect("journal lock");
+        if !durable && last_save.elapsed() < MEASUREMENT_SAVE_INTERVAL {
+            // Kept in memory; the next transition or a later measurement writes it.
+            return;
+        }
+        *last_save = std::time::Instant::now();
         if let Err(e) = journal.save(&self.path, durable) {
             // The engine must not stop over the journal; the operator must know it is stale.
             eprintln!("error: cannot update the journal: {e}");
