@@ -32,3 +32,40 @@ fn every_example_plan_is_valid() {
         );
     }
 }
+
+#[test]
+fn every_example_plan_walks_through_a_dry_run() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("plans");
+    let state = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&dir).expect("plans/ exists") {
+        let plan = entry.expect("a directory entry").path();
+        if plan.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let output = Command::new(rollout_bin())
+            .arg("run")
+            .arg(&plan)
+            .arg("--dry-run")
+            .env("PROM_TOKEN", "example-token")
+            .env("ROLLOUT_STATE_DIR", state.path())
+            .output()
+            .expect("run rollout --dry-run");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "{}:\n{stderr}", plan.display());
+        assert!(
+            stderr.contains("DONE: Dry run complete"),
+            "{}:\n{stderr}",
+            plan.display()
+        );
+        assert!(
+            !stderr.contains("example-token"),
+            "{}: a secret was printed",
+            plan.display()
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(state.path()).unwrap().count(),
+        0,
+        "a dry run wrote state"
+    );
+}
