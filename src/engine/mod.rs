@@ -274,11 +274,15 @@ impl Engine {
             reason: reason.clone(),
         });
         if let Err(e) = self.rollback_with_retries().await {
+            let reason = format!(
+                "Rolling back failed after {ROLLBACK_ATTEMPTS} attempts ({e}); traffic is in an unknown state and a person must act. The rollback was started because {reason}."
+            );
+            let at = change_at(state.stage, state.weight, state.weight);
+            self.plan_hooks(HookEvent::RollbackFailed, at, Some(&reason))
+                .await;
             let outcome = Outcome {
                 kind: OutcomeKind::RollbackFailed,
-                reason: format!(
-                    "Rolling back failed after {ROLLBACK_ATTEMPTS} attempts ({e}); traffic is in an unknown state and a person must act. The rollback was started because {reason}."
-                ),
+                reason,
                 weight: None,
             };
             return self.finish(outcome);

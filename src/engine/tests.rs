@@ -223,7 +223,8 @@ fn plan(text: &str) -> Plan {
 fn plan_with(metrics: &str, stages: &str, defaults: &str) -> Plan {
     plan(&format!(
         "name = \"t\"\n[defaults]\n{defaults}\n[backend]\ntype = \"command\"\nset_weight = [\"x\"]\n\
-         [sources.cmd]\ntype = \"command\"\ntimeout = \"20s\"\n{metrics}\n{stages}\n[[hooks]]\non = \"rolled-back\"\nrun = [\"notify\"]\n"
+         [sources.cmd]\ntype = \"command\"\ntimeout = \"20s\"\n{metrics}\n{stages}\n[[hooks]]\non = \"rolled-back\"\nrun = [\"notify\"]\n\
+         [[hooks]]\non = \"rollback-failed\"\nrun = [\"page\"]\n"
     ))
 }
 

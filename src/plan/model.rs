@@ -193,16 +193,20 @@ pub enum HookEvent {
     Promoted,
     RolledBack,
     Paused,
+    /// Not in the contract's list: the rollback itself failed and a person must act. The one
+    /// moment a pager hook matters most.
+    RollbackFailed,
 }
 
 impl HookEvent {
-    pub const ALL: [(&'static str, HookEvent); 6] = [
+    pub const ALL: [(&'static str, HookEvent); 7] = [
         ("started", HookEvent::Started),
         ("stage-started", HookEvent::StageStarted),
         ("stage-passed", HookEvent::StagePassed),
         ("promoted", HookEvent::Promoted),
         ("rolled-back", HookEvent::RolledBack),
         ("paused", HookEvent::Paused),
+        ("rollback-failed", HookEvent::RollbackFailed),
     ];
 
     pub fn as_str(self) -> &'static str {
