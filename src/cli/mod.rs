@@ -36,6 +36,13 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// The async runtime of the commands that drive a rollout.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+}
+
 /// The process exit code for how a run ended, as the plan contract fixes it.
 pub fn exit_for(kind: rollout::engine::event::OutcomeKind) -> Exit {
     use rollout::engine::event::OutcomeKind::*;

@@ -47,13 +47,9 @@ pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
         return Ok(Exit::Invalid);
     }
     let start = start_point(&journal, plan.stages.len());
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let backend_state = journal.backend_state.clone();
+    super::runtime()?.block_on(async {
         let continued = JournalStart::Continue(Box::new(journal));
-        let mut session = match Session::open(
+        let session = match Session::open(
             Arc::new(plan),
             &args.plan,
             &args.drive,
@@ -67,9 +63,6 @@ pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
             Ok(session) => session,
             Err(exit) => return Ok(exit),
         };
-        if let Some(state) = backend_state {
-            session.engine.backend.restore_state(state)?;
-        }
         let outcome = session.drive(start).await?;
         Ok(exit_for(outcome.kind))
     })

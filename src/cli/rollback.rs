@@ -17,16 +17,12 @@ pub fn rollback(args: &RollbackArgs, color: bool) -> anyhow::Result<Exit> {
     };
     let path = Journal::path(&args.drive.state_dir, plan.name.as_str());
     let journal = Journal::load(&path)?;
-    let backend_state = journal.as_ref().and_then(|j| j.backend_state.clone());
     let start = match journal {
         Some(journal) => JournalStart::Continue(Box::new(journal)),
         None => JournalStart::New,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        let mut session = match Session::open(
+    super::runtime()?.block_on(async {
+        let session = match Session::open(
             Arc::new(plan),
             &args.plan,
             &args.drive,
@@ -40,9 +36,6 @@ pub fn rollback(args: &RollbackArgs, color: bool) -> anyhow::Result<Exit> {
             Ok(session) => session,
             Err(exit) => return Ok(exit),
         };
-        if let Some(state) = backend_state {
-            session.engine.backend.restore_state(state)?;
-        }
         let outcome = session
             .roll_back("it was requested with `rollout rollback`".to_string())
             .await?;

@@ -18,10 +18,7 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
     {
         return Ok(exit);
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
+    super::runtime()?.block_on(async {
         let plan = Arc::new(plan);
         let session = match Session::open(
             plan,

@@ -88,6 +88,11 @@ impl Session {
         if let Some((_, evidence)) = &report {
             reporters.push(evidence.clone());
         }
+        // What the backend journaled to undo the run: handed back before it acts again.
+        let backend_state = match &journal {
+            JournalStart::Continue(journal) => journal.backend_state.clone(),
+            JournalStart::New => None,
+        };
         let journal = if dry_run {
             None
         } else {
@@ -125,13 +130,16 @@ impl Session {
                 return Ok(Err(Exit::Invalid));
             }
         };
-        let backend = match backend::build(&plan, exec.clone()) {
+        let mut backend = match backend::build(&plan, exec.clone()) {
             Ok(backend) => backend,
             Err(e) => {
                 eprintln!("error: {e}; nothing was changed");
                 return Ok(Err(Exit::CouldNotProceed));
             }
         };
+        if let Some(state) = backend_state {
+            backend.restore_state(state)?;
+        }
         let engine = Engine {
             plan: plan.clone(),
             backend,
