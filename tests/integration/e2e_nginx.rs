@@ -23,7 +23,7 @@ pub fn toml_list(items: &[String]) -> String {
 const ERROR_RATE: &str = r#"sum(rate(http_requests_total{track="canary",code="500"}[5s])) / sum(rate(http_requests_total{track="canary"}[5s]))"#;
 
 pub struct PlanOptions {
-    pub defaults: &'static str,
+    pub defaults: String,
     pub test_command: Option<Vec<String>>,
     pub reload_command: Option<Vec<String>>,
     pub source: Source,
@@ -43,7 +43,7 @@ const THREE_STAGES: &str =
 impl Default for PlanOptions {
     fn default() -> Self {
         PlanOptions {
-            defaults: "bake = \"3s\"\ninterval = \"1s\"\nmax_hold = \"15s\"",
+            defaults: "bake = \"3s\"\ninterval = \"1s\"\nmax_hold = \"15s\"".into(),
             test_command: None,
             reload_command: None,
             source: Source::Prometheus,
@@ -332,12 +332,9 @@ fn a_dead_prometheus_holds_the_rollout_until_max_hold() {
     for (on_timeout, expected_code) in [("rollback", 3), ("pause", 4)] {
         let lab = Lab::start();
         let _traffic = lab.start_traffic();
-        let defaults: &'static str = match on_timeout {
-            "rollback" => {
-                "bake = \"3s\"\ninterval = \"1s\"\nmax_hold = \"4s\"\non_timeout = \"rollback\""
-            }
-            _ => "bake = \"3s\"\ninterval = \"1s\"\nmax_hold = \"4s\"\non_timeout = \"pause\"",
-        };
+        let defaults = format!(
+            "bake = \"3s\"\ninterval = \"1s\"\nmax_hold = \"4s\"\non_timeout = \"{on_timeout}\""
+        );
         let run = Running::start(
             &plan(
                 &lab,
@@ -391,10 +388,8 @@ fn sigterm_mid_bake_does_what_on_interrupt_says() {
     for (on_interrupt, expected_code) in [("rollback", 3), ("pause", 4)] {
         let lab = Lab::start();
         let _traffic = lab.start_traffic();
-        let defaults: &'static str = match on_interrupt {
-            "rollback" => "bake = \"30s\"\ninterval = \"1s\"\non_interrupt = \"rollback\"",
-            _ => "bake = \"30s\"\ninterval = \"1s\"\non_interrupt = \"pause\"",
-        };
+        let defaults =
+            format!("bake = \"30s\"\ninterval = \"1s\"\non_interrupt = \"{on_interrupt}\"");
         let run = Running::start(
             &plan(
                 &lab,

@@ -83,7 +83,7 @@ fn kill_9_at_twenty_moments_then_status_rollback_and_resume_finish_the_job() {
     for trial in 0..20u64 {
         let dir = tempfile::tempdir().unwrap();
         let options = PlanOptions {
-            defaults: "bake = \"600ms\"\ninterval = \"200ms\"",
+            defaults: "bake = \"600ms\"\ninterval = \"200ms\"".into(),
             test_command: Some(slow(lab.nginx_test_command())),
             reload_command: Some(slow(lab.nginx_reload_command())),
             source: passing_gate(dir.path()),
@@ -150,7 +150,7 @@ fn a_second_run_is_refused_and_a_stale_lock_is_taken_over() {
     let lab = Lab::start();
     let dir = tempfile::tempdir().unwrap();
     let options = PlanOptions {
-        defaults: "bake = \"30s\"\ninterval = \"1s\"",
+        defaults: "bake = \"30s\"\ninterval = \"1s\"".into(),
         source: passing_gate(dir.path()),
         ..PlanOptions::default()
     };
@@ -185,7 +185,8 @@ fn paused_rollout(lab: &Lab) -> (tempfile::TempDir, String, std::path::PathBuf) 
     let gate_file = dir.path().join("error-rate");
     std::fs::write(&gate_file, "0.07\n").unwrap();
     let options = PlanOptions {
-        defaults: "bake = \"1s\"\ninterval = \"200ms\"\nmax_hold = \"1s\"\non_timeout = \"pause\"",
+        defaults: "bake = \"1s\"\ninterval = \"200ms\"\nmax_hold = \"1s\"\non_timeout = \"pause\""
+            .into(),
         source: Source::File(gate_file.clone()),
         ..PlanOptions::default()
     };
@@ -220,7 +221,7 @@ fn approve_and_reject_from_a_second_process() {
     for (answer, expected_code, expected_weight) in [("approve", 0, 100.0), ("reject", 3, 0.0)] {
         let dir = tempfile::tempdir().unwrap();
         let options = PlanOptions {
-            defaults: "bake = \"500ms\"\ninterval = \"100ms\"\nmax_hold = \"60s\"",
+            defaults: "bake = \"500ms\"\ninterval = \"100ms\"\nmax_hold = \"60s\"".into(),
             source: passing_gate(dir.path()),
             stages: "[[stages]]\nweight = 50\napproval = true\n\n[[stages]]\nweight = 100\n",
             ..PlanOptions::default()
@@ -291,7 +292,7 @@ fn repeated_interrupts_during_a_rollback() {
     for signals in [2, 3] {
         let dir = tempfile::tempdir().unwrap();
         let options = PlanOptions {
-            defaults: "bake = \"60s\"\ninterval = \"1s\"",
+            defaults: "bake = \"60s\"\ninterval = \"1s\"".into(),
             reload_command: Some(slow_reload.clone()),
             source: passing_gate(dir.path()),
             ..PlanOptions::default()
