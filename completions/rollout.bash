@@ -327,12 +327,16 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__rollback)
-            opts="-y -q -v -h -V --yes --output --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --task-definition --yes --output --state-dir --report --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --task-definition)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --output)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
                     return 0

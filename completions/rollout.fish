@@ -84,6 +84,7 @@ complete -c rollout -n "__fish_rollout_using_subcommand resume" -s q -l quiet -d
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -s v -l verbose -d 'Also print every measurement and backend command'
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l task-definition -d 'ECS service mode without a journal: the task definition (family:revision or ARN) to return the service to' -r
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
 json\t'One JSON object per line on stdout'"
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l state-dir -d 'Where rollout state (journals, locks, approvals) is kept' -r -F

@@ -35,7 +35,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use thiserror::Error;
 
-use super::{Backend, BackendError, Executor, WeightChange};
+use super::{Backend, BackendError, Executor, Recovery, WeightChange};
 use crate::plan::{AlbListener, CanaryImage, EcsBackend as Spec, EcsMode, Plan, Weight};
 
 /// Time limits and retries for every AWS call.
@@ -404,8 +404,9 @@ impl Ecs {
         };
         // Fails here, before anything changes, when the container is not there.
         with_image(&td, &target.container, &target.image)?;
+        // The full ARN of what was described: the one to return to, however it was given.
         let arn = td.task_definition_arn().unwrap_or(&arn).to_string();
-        self.state.previous_task_definition.get_or_insert(arn);
+        self.state.previous_task_definition = Some(arn);
         self.base = Some((td, out.tags().to_vec()));
         Ok(())
     }
@@ -570,6 +571,11 @@ impl Ecs {
                         task_definition: td.to_string(),
                         reason,
                     });
+                }
+                Progress::Replaced(why) => {
+                    return Err(EcsError::Unusable(format!(
+                        "the deployment of {td} to ECS service `{service}` did not finish: {why}"
+                    )));
                 }
                 Progress::Waiting(last) => {
                     let now = tokio::time::Instant::now();
@@ -889,15 +895,14 @@ impl Backend for Ecs {
                     }
                     return Ok(());
                 }
-                self.deploy(&target).await?;
-                Ok(())
+                self.deploy(&target).await.map_err(new_version_failed)
             }
             EcsMode::Alb { .. } => {
                 if let Some(target) = self.target()
                     && !self.canary_ready
                 {
                     // The canary service gets the new image before it gets any traffic.
-                    self.deploy(&target).await?;
+                    self.deploy(&target).await.map_err(new_version_failed)?;
                     self.canary_ready = true;
                 }
                 self.apply_weights(alb_weights(change.weight)).await
@@ -908,6 +913,38 @@ impl Backend for Ecs {
     /// At 100% the new version already has every request; nothing is left to switch.
     async fn promote(&mut self) -> Result<(), BackendError> {
         Ok(())
+    }
+
+    /// Mode "service": the task definition to return to is only in the journal, or given as
+    /// `--task-definition`. Mode "alb": the rollback sets the stable group back to 100, which
+    /// needs nothing more than a preflight; the canary service keeps its task definition unless
+    /// one is given.
+    async fn recover(&mut self, recovery: &Recovery) -> Result<Vec<String>, BackendError> {
+        let mut notes = Vec::new();
+        match (&self.spec.mode, &recovery.task_definition) {
+            (_, Some(td)) => self.state.previous_task_definition = Some(td.clone()),
+            (EcsMode::Service { service, .. }, None) => {
+                return Err(BackendError::Precondition(format!(
+                    "the task definition ECS service `{service}` ran before the rollout is only \
+                     known to the journal; give it with `rollout rollback PLAN --task-definition \
+                     FAMILY:REVISION` (`aws ecs describe-services` lists the service's deployments)"
+                )));
+            }
+            (
+                EcsMode::Alb {
+                    canary_image: Some(canary),
+                    ..
+                },
+                None,
+            ) => notes.push(format!(
+                "no journal: ECS service `{}` keeps the task definition it runs now (the one before \
+                 the rollout is only known to the journal; `--task-definition` returns it too)",
+                canary.service
+            )),
+            (EcsMode::Alb { .. }, None) => {}
+        }
+        self.preflight().await?;
+        Ok(notes)
     }
 
     fn saved_state(&self) -> Option<Value> {
@@ -940,6 +977,17 @@ impl Backend for Ecs {
             }
         }
         Ok(())
+    }
+}
+
+/// A deployment of the new revision that ECS failed, or that never became steady, is the new
+/// version failing its stage; other errors are the tool's.
+fn new_version_failed(e: EcsError) -> BackendError {
+    match e {
+        EcsError::DeploymentFailed { .. } | EcsError::DeploymentTimeout { .. } => {
+            BackendError::NewVersionFailed(e.to_string())
+        }
+        e => e.into(),
     }
 }
 
@@ -1178,7 +1226,10 @@ enum Progress {
     Steady,
     /// Not there yet; why, for the timeout message.
     Waiting(String),
+    /// ECS failed the deployment (its circuit breaker): the new version did not become ready.
     Failed(String),
+    /// Someone else's deployment took its place.
+    Replaced(String),
 }
 
 fn judge(deployments: &[Deployment], td: &str) -> Progress {
@@ -1209,7 +1260,7 @@ fn judge(deployments: &[Deployment], td: &str) -> Progress {
             .find(|d| d.status() == Some("PRIMARY"))
             .and_then(|d| d.task_definition())
             .unwrap_or("another task definition");
-        return Progress::Failed(format!(
+        return Progress::Replaced(format!(
             "another deployment replaced it: the service now deploys {primary}"
         ));
     }
@@ -1746,7 +1797,7 @@ mod tests {
             ),
             deployment("ACTIVE", TD2, Some("IN_PROGRESS"), 1),
         ];
-        let Progress::Failed(why) = judge(&replaced, TD2) else {
+        let Progress::Replaced(why) = judge(&replaced, TD2) else {
             panic!("not failed")
         };
         assert!(why.contains("web:3"), "{why}");

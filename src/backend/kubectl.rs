@@ -31,7 +31,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Backend, BackendError, Cmd, ExecError, Executor, WeightChange};
+use super::{Backend, BackendError, Cmd, ExecError, Executor, Recovery, WeightChange};
 use crate::plan::{KubectlBackend as Spec, KubectlMode, Plan, Weight};
 
 /// The limit for one kubectl call; waits for readiness are bounded by `rollout_timeout`.
@@ -473,32 +473,51 @@ impl Kubectl {
             ));
             return Ok(());
         }
+        // The new version failing to become ready is the release failing its stage; anything
+        // else (the stable side, or a cluster that does not answer) is ours to report.
+        let verdict = |why: String, read: bool| {
+            if read && self.runs_new_version(name) {
+                BackendError::NewVersionFailed(why)
+            } else {
+                BackendError::NotConfirmed(why)
+            }
+        };
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             // A failed read is not a verdict on the rollout: keep asking until the deadline.
-            let last = match self
+            let (last, read) = match self
                 .get::<Deployment>(&what, "read the Deployment's rollout status")
                 .await
             {
                 Ok(Some(d)) => match judge_deployment(&d, generation) {
                     Readiness::Ready => return Ok(()),
                     Readiness::Failed(why) => {
-                        return Err(BackendError::NotConfirmed(format!(
-                            "{what} failed to roll out: {why}"
-                        )));
+                        return Err(verdict(format!("{what} failed to roll out: {why}"), true));
                     }
-                    Readiness::Waiting(why) => why,
+                    Readiness::Waiting(why) => (why, true),
                 },
-                Ok(None) => "it no longer exists".to_string(),
-                Err(e) => e.to_string(),
+                Ok(None) => ("it no longer exists".to_string(), false),
+                Err(e) => (e.to_string(), false),
             };
             if tokio::time::Instant::now() >= deadline {
-                return Err(BackendError::NotConfirmed(format!(
+                let why = format!(
                     "{what} did not finish rolling out within {} (rollout_timeout): {last}",
                     humantime::format_duration(timeout)
-                )));
+                );
+                return Err(verdict(why, read));
             }
             tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Whether the Deployment runs the new version: the canary Deployment, or one behind the
+    /// canary Service.
+    fn runs_new_version(&self, name: &str) -> bool {
+        match &self.spec.mode {
+            KubectlMode::Replicas {
+                canary_deployment, ..
+            } => canary_deployment == name,
+            KubectlMode::Gateway { .. } => self.behind.1.iter().any(|n| n == name),
         }
     }
 
@@ -834,6 +853,36 @@ impl Backend for Kubectl {
             KubectlMode::Replicas { .. } => self.rollback_replicas().await,
             KubectlMode::Gateway { .. } => self.set_route_weight(Weight::ZERO).await,
         }
+    }
+
+    /// Replicas mode: stable is the plan's `replicas` on the stable Deployment with the image
+    /// it runs now, and 0 on the canary; unknowable when the stable Deployment already runs
+    /// the new image (the image before it is only in the journal). Gateway mode: the rollback
+    /// sets 100/0 on the route, which needs nothing more than a preflight.
+    async fn recover(&mut self, _recovery: &Recovery) -> Result<Vec<String>, BackendError> {
+        self.preflight().await?;
+        let Some(mode) = self.replicas_mode() else {
+            return Ok(Vec::new());
+        };
+        let (total, new_image) = (mode.total, mode.image.to_string());
+        let Some(Original::Replicas { stable, canary }) = &mut self.original else {
+            return Ok(Vec::new());
+        };
+        if stable.image == new_image {
+            return Err(BackendError::Precondition(format!(
+                "the stable Deployment `{}` already runs the new image {new_image}, and the image it \
+                 ran before is only known to the journal; set it by hand (`kubectl set image \
+                 deployment/{} {}=PREVIOUS_IMAGE`), then run `rollout rollback` again",
+                stable.name, stable.name, stable.container
+            )));
+        }
+        stable.replicas = total;
+        canary.replicas = 0;
+        Ok(vec![format!(
+            "no journal: returning to the plan's stable state, {total} pods of {} on `{}` and 0 on `{}` \
+             (which keeps the image {})",
+            stable.image, stable.name, canary.name, canary.image
+        )])
     }
 
     fn saved_state(&self) -> Option<Value> {

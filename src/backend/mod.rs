@@ -18,6 +18,14 @@ pub use exec::{Cmd, ExecError, Executor, Output};
 
 use crate::plan::{Plan, Weight};
 
+/// What `rollout rollback` knows when no journal says what the run changed: the plan, and what
+/// the person adds on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// ECS: the task definition to return the service to (`--task-definition`).
+    pub task_definition: Option<String>,
+}
+
 /// A move from one stage's weight to the next.
 #[derive(Debug, Clone, Copy)]
 pub struct WeightChange {
@@ -97,6 +105,10 @@ pub enum BackendError {
     /// The change was made but could not be confirmed to have taken effect.
     #[error("the change could not be confirmed: {0}")]
     NotConfirmed(String),
+    /// The new version itself failed to become ready (a Deployment past its progress deadline,
+    /// an ECS deployment failed by its circuit breaker): the release failed its stage.
+    #[error("{0}")]
+    NewVersionFailed(String),
     /// What the backend needs before it may change anything is not there (a missing object,
     /// a forbidden verb, an unreachable cluster): nothing was changed because of it.
     #[error("{0}")]
@@ -154,6 +166,14 @@ pub trait Backend: Send + Sync {
     /// journals it after preflight. `None` for backends that need nothing.
     fn saved_state(&self) -> Option<serde_json::Value> {
         None
+    }
+
+    /// Prepares a rollback that no journal describes (the run happened on another machine, or
+    /// its journal is damaged): works out the stable state from the plan and from what the
+    /// backend reports now, changing nothing. `Err` when the stable state cannot be known; it
+    /// says what is needed. The notes say what the rollback will leave as it is.
+    async fn recover(&mut self, _recovery: &Recovery) -> Result<Vec<String>, BackendError> {
+        Ok(Vec::new())
     }
 
     /// Hands back `saved_state` from the journal to a new process (`rollout resume`,

@@ -146,6 +146,11 @@ pub struct RollbackArgs {
     /// The plan file of the rollout to roll back
     pub plan: PathBuf,
 
+    /// ECS service mode without a journal: the task definition (family:revision or ARN) to
+    /// return the service to
+    #[arg(long, value_name = "TASK_DEFINITION")]
+    pub task_definition: Option<String>,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 }

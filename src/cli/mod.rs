@@ -113,6 +113,23 @@ pub fn load_valid_plan(
     Ok(checked.plan)
 }
 
+/// Reads a rollout's journal for a command that cannot go on without it (status, resume,
+/// run). A journal that cannot be read is explained with the way out, and `Err(exit)` returned.
+pub fn read_journal(
+    path: &std::path::Path,
+    plan: Option<&std::path::Path>,
+) -> Result<Option<rollout::state::Journal>, Exit> {
+    rollout::state::Journal::load(path).map_err(|e| {
+        let plan = plan.map_or("PLAN".to_string(), |p| p.display().to_string());
+        eprintln!(
+            "error: {e}\n  so rollout cannot tell where this rollout's traffic is. \
+             `rollout rollback {plan}` returns traffic to stable from the plan alone (and moves \
+             the damaged journal aside); after that, `rollout run {plan}` starts afresh"
+        );
+        Exit::CouldNotProceed
+    })
+}
+
 pub fn count_summary(errors: usize, warnings: usize) -> String {
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     match (errors, warnings) {

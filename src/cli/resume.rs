@@ -18,7 +18,11 @@ pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
     };
     let name = plan.name.to_string();
     let state_dir = &args.drive.state_dir;
-    let Some(journal) = Journal::load(&Journal::path(state_dir, &name))? else {
+    let journal = match super::read_journal(&Journal::path(state_dir, &name), Some(&args.plan)) {
+        Ok(journal) => journal,
+        Err(exit) => return Ok(exit),
+    };
+    let Some(journal) = journal else {
         eprintln!(
             "error: rollout `{name}` has never run with the state directory {}; nothing to resume",
             state_dir.display()
@@ -40,11 +44,22 @@ pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
     let running = journal.status.is_active() && is_held(state_dir, &name);
     let resumable = journal.status == Status::Paused || (journal.status.is_active() && !running);
     if !resumable {
+        let holder = match (running, journal.pid) {
+            (true, Some(pid)) => {
+                format!(", driven by pid {pid}; wait for it, or stop that process")
+            }
+            _ => String::new(),
+        };
         eprintln!(
-            "error: rollout `{name}` cannot be resumed: it is {}",
+            "error: rollout `{name}` cannot be resumed: it is {}{holder}",
             super::status::describe_status(&journal, running)
         );
-        return Ok(Exit::Invalid);
+        // A live holder is the lock's refusal (exit 1); a finished rollout is a usage error.
+        return Ok(if running {
+            Exit::CouldNotProceed
+        } else {
+            Exit::Invalid
+        });
     }
     let start = start_point(&journal, plan.stages.len());
     super::runtime()?.block_on(async {

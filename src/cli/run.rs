@@ -46,7 +46,11 @@ fn refuse_over_unfinished(
     args: &RunArgs,
 ) -> anyhow::Result<Option<Exit>> {
     let path = Journal::path(&args.drive.state_dir, plan.name.as_str());
-    let Some(journal) = Journal::load(&path)? else {
+    let journal = match super::read_journal(&path, Some(&args.plan)) {
+        Ok(journal) => journal,
+        Err(exit) => return Ok(Some(exit)),
+    };
+    let Some(journal) = journal else {
         return Ok(None);
     };
     let unfinished = matches!(journal.status, Status::Paused | Status::RollbackFailed)

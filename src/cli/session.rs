@@ -11,9 +11,9 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 use rollout::backend::exec::{DryRunExecutor, RealExecutor};
-use rollout::backend::{self, Executor};
+use rollout::backend::{self, Executor, Recovery};
 use rollout::engine::approval::{Answer, ApprovalByFile, ApproveAll, Approver};
-use rollout::engine::event::{Emitter, Outcome, Reporter};
+use rollout::engine::event::{Emitter, Ledger, NoLedger, Outcome, Reporter};
 use rollout::engine::{Engine, Start};
 use rollout::metrics;
 use rollout::plan::Plan;
@@ -54,6 +54,15 @@ impl Session {
         color: bool,
     ) -> anyhow::Result<Result<Session, Exit>> {
         let name = plan.name.as_str();
+        if let Some(path) = &drive.report
+            && let Err(problem) = check_writable(path)
+        {
+            eprintln!(
+                "error: --report {}: {problem}; nothing was changed",
+                path.display()
+            );
+            return Ok(Err(Exit::Invalid));
+        }
         let lock = if dry_run {
             None
         } else {
@@ -146,6 +155,10 @@ impl Session {
             probes,
             exec,
             events,
+            ledger: match &journal {
+                Some(journal) => journal.clone() as Arc<dyn Ledger>,
+                None => Arc::new(NoLedger),
+            },
             approver: approver(&plan, drive, dry_run).await,
             interrupts: listen_for_signals(journal)?,
             dry_run,
@@ -174,19 +187,24 @@ impl Session {
         } = self;
         engine.start = start;
         let outcome = engine.run().await;
-        closing.close()?;
+        closing.close();
         Ok(outcome)
     }
 
-    /// Returns traffic to stable now (`rollout rollback`), then reports.
-    pub async fn roll_back(self, reason: String) -> anyhow::Result<Outcome> {
+    /// Returns traffic to stable now (`rollout rollback`), then reports. `recovery` is given
+    /// when no journal says what the run changed.
+    pub async fn roll_back(
+        self,
+        reason: String,
+        recovery: Option<Recovery>,
+    ) -> anyhow::Result<Outcome> {
         let Session {
             engine,
             closing,
             _lock,
         } = self;
-        let outcome = engine.rollback_now(reason).await;
-        closing.close()?;
+        let outcome = engine.rollback_now(reason, recovery).await;
+        closing.close();
         Ok(outcome)
     }
 }
@@ -203,17 +221,40 @@ pub struct Closing {
 }
 
 impl Closing {
-    fn close(self) -> anyhow::Result<()> {
+    /// A report that cannot be written is said loudly, but does not change the exit code: the
+    /// code says what happened to traffic.
+    fn close(self) {
         if self.output == OutputFormat::Human && !self.quiet && !self.dry_run {
             eprint!("\n{}", self.summary.render());
         }
-        if let Some((path, evidence)) = &self.report {
-            evidence
-                .write(path, self.plan.name.as_str(), &self.plan.fingerprint)
-                .map_err(|e| anyhow::anyhow!("cannot write the report: {e}"))?;
+        if let Some((path, evidence)) = &self.report
+            && let Err(e) = evidence.write(path, self.plan.name.as_str(), &self.plan.fingerprint)
+        {
+            eprintln!(
+                "error: the evidence report was NOT written: {e}; the exit code still says how the rollout ended"
+            );
         }
-        Ok(())
     }
+}
+
+/// Whether a file can be created where `path` points, checked by creating (and removing) a
+/// file beside it: permission bits alone do not say (root, read-only mounts).
+fn check_writable(path: &Path) -> Result<(), String> {
+    if path.is_dir() {
+        return Err("is a directory".to_string());
+    }
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("the directory {} does not exist", dir.display()));
+    }
+    tempfile::Builder::new()
+        .prefix(".rollout-report-check-")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))
 }
 
 fn absolute(path: &Path) -> std::path::PathBuf {

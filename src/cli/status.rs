@@ -32,7 +32,13 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
             return Ok(Exit::Invalid);
         }
     };
-    let Some(journal) = Journal::load(&Journal::path(&args.state_dir, &name))? else {
+    let plan = Path::new(&args.rollout);
+    let plan = plan.is_file().then_some(plan);
+    let journal = match super::read_journal(&Journal::path(&args.state_dir, &name), plan) {
+        Ok(journal) => journal,
+        Err(exit) => return Ok(exit),
+    };
+    let Some(journal) = journal else {
         eprintln!(
             "error: no rollout named `{name}` in {} (is ROLLOUT_STATE_DIR or --state-dir the one the run used?)",
             args.state_dir.display()

@@ -76,7 +76,7 @@ impl Engine {
                         return Ok(());
                     }
                     if pending.is_none() {
-                        pending = Some(self.ask_approval(stage));
+                        pending = Some(self.ask_approval(stage).await);
                     }
                 } else if reasons != last_holding {
                     self.events.emit(Event::Holding {
@@ -104,7 +104,7 @@ impl Engine {
                     pending = None;
                     match answer {
                         Answer::Approved { by } => {
-                            self.events.emit(Event::Approved { stage: stage.number, by });
+                            self.record_result(Event::Approved { stage: stage.number, by }).await;
                             approved = true;
                         }
                         Answer::Rejected { by } => {
@@ -117,11 +117,12 @@ impl Engine {
         }
     }
 
-    fn ask_approval(&self, stage: &Stage) -> Pending {
-        self.events.emit(Event::AwaitingApproval {
+    async fn ask_approval(&self, stage: &Stage) -> Pending {
+        self.record_result(Event::AwaitingApproval {
             stage: stage.number,
             how: self.approver.how(self.plan.name.as_str(), stage.number),
-        });
+        })
+        .await;
         let approver = self.approver.clone();
         let number = stage.number;
         Box::pin(async move { approver.wait(number).await })

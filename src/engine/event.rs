@@ -5,7 +5,9 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use async_trait::async_trait;
 use serde::Serialize;
+use thiserror::Error;
 
 use super::verdict::Verdict;
 
@@ -191,6 +193,42 @@ pub trait Reporter: Send + Sync {
     fn report(&self, event: &Stamped);
 }
 
+impl Stamped {
+    pub fn now(event: Event) -> Stamped {
+        Stamped {
+            time: SystemTime::now(),
+            event,
+        }
+    }
+}
+
+/// Why a step could not be put on record.
+#[derive(Debug, Clone, Error, PartialEq)]
+pub enum LedgerError {
+    /// The record could not be written (a full disk, a damaged state folder, ...).
+    #[error("the journal cannot be written: {0}")]
+    Unwritable(String),
+}
+
+/// Where the engine puts each step of a rollout on record, durably, before it acts on it (an
+/// intent: starting, a stage's new weight, a rollback) and as soon as it is done (a result). A
+/// step whose intent cannot be recorded is not taken: after a crash, the record must never
+/// claim less than what was done.
+#[async_trait]
+pub trait Ledger: Send + Sync {
+    async fn record(&self, event: &Stamped) -> Result<(), LedgerError>;
+}
+
+/// Keeps no record: dry runs, and engines under test that do not look at one.
+pub struct NoLedger;
+
+#[async_trait]
+impl Ledger for NoLedger {
+    async fn record(&self, _event: &Stamped) -> Result<(), LedgerError> {
+        Ok(())
+    }
+}
+
 /// Hands each event, stamped with the time, to every reporter.
 #[derive(Clone, Default)]
 pub struct Emitter {
@@ -203,12 +241,12 @@ impl Emitter {
     }
 
     pub fn emit(&self, event: Event) {
-        let stamped = Stamped {
-            time: SystemTime::now(),
-            event,
-        };
+        self.emit_stamped(&Stamped::now(event));
+    }
+
+    pub fn emit_stamped(&self, stamped: &Stamped) {
         for reporter in &self.reporters {
-            reporter.report(&stamped);
+            reporter.report(stamped);
         }
     }
 }

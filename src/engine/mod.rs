@@ -20,15 +20,19 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::backend::{Backend, Executor, WeightChange};
+use crate::backend::{Backend, BackendError, Executor, Recovery, WeightChange};
 use crate::metrics::Probe;
 use crate::plan::{HaltAction, HookEvent, Plan, Stage, Weight};
 use approval::Approver;
-use event::{Emitter, Event, Outcome, OutcomeKind};
+use event::{Emitter, Event, Ledger, LedgerError, Outcome, OutcomeKind, Stamped};
 
 /// How many times a rollback is tried before the run gives up and says traffic is unknown.
 const ROLLBACK_ATTEMPTS: u32 = 3;
 const ROLLBACK_PAUSE: Duration = Duration::from_secs(2);
+/// How many times a step is offered to the ledger before the engine gives up on recording it:
+/// a passing fault (a briefly full disk) should not end a rollout.
+const RECORD_ATTEMPTS: u32 = 3;
+const RECORD_PAUSE: Duration = Duration::from_millis(500);
 
 fn change_at(stage: usize, weight: Weight, previous: Weight) -> WeightChange {
     WeightChange {
@@ -47,6 +51,24 @@ enum Halt {
     Pause(String),
     /// Something broke (backend or I/O): return traffic to stable, then report a failure.
     Failure(String),
+}
+
+impl Halt {
+    /// A stage's weight could not be set: the new version failing to become ready is the
+    /// release failing its stage (roll back, exit 3); anything else is the tool failing to
+    /// operate its backend (exit 1).
+    fn from_weight_error(stage: &Stage, e: BackendError) -> Halt {
+        match e {
+            BackendError::NewVersionFailed(why) => Halt::Rollback(format!(
+                "the new version failed in stage {} ({}): {why}",
+                stage.number, stage.weight
+            )),
+            e => Halt::Failure(format!(
+                "stage {} could not set the weight to {}: {e}",
+                stage.number, stage.weight
+            )),
+        }
+    }
 }
 
 impl Halt {
@@ -82,6 +104,8 @@ pub struct Engine {
     pub probes: Vec<Arc<dyn Probe>>,
     pub exec: Arc<dyn Executor>,
     pub events: Emitter,
+    /// Where every step is put on record before it is taken (the journal).
+    pub ledger: Arc<dyn Ledger>,
     pub approver: Arc<dyn Approver>,
     /// Each received SIGINT/SIGTERM, by name.
     pub interrupts: mpsc::UnboundedReceiver<String>,
@@ -97,13 +121,9 @@ struct State {
 impl Engine {
     pub async fn run(mut self) -> Outcome {
         let plan = self.plan.clone();
-        self.events.emit(Event::Started {
-            name: plan.name.to_string(),
-            strategy: plan.strategy.to_string(),
-            backend: self.backend.describe(),
-            stages: plan.stages.len(),
-            dry_run: self.dry_run,
-        });
+        if let Err(e) = self.commit(self.started()).await {
+            return self.unrecorded_start(e).await;
+        }
         if self.start == Start::Fresh {
             let at = change_at(0, Weight::ZERO, Weight::ZERO);
             self.plan_hooks(HookEvent::Started, at, None).await;
@@ -114,10 +134,12 @@ impl Engine {
                 reason: format!("The preflight check failed, so nothing was changed: {e}."),
                 weight: None,
             };
-            return self.finish(outcome);
+            return self.finish(outcome).await;
         }
-        if let Some(state) = self.backend.saved_state() {
-            self.events.emit(Event::BackendState { state });
+        if let Some(state) = self.backend.saved_state()
+            && let Err(e) = self.commit(Event::BackendState { state }).await
+        {
+            return self.unrecorded_start(e).await;
         }
         let (first, mut state) = match self.start.clone() {
             Start::Fresh => (
@@ -173,7 +195,7 @@ impl Engine {
             reason,
             weight: Some(100.0),
         };
-        self.finish(outcome)
+        self.finish(outcome).await
     }
 
     async fn run_stage(&mut self, stage: &Stage, state: &mut State) -> Result<(), Halt> {
@@ -183,26 +205,31 @@ impl Engine {
             weight: stage.weight,
             previous: state.weight,
         };
-        self.events.emit(Event::StageStarted {
+        let intent = Event::StageStarted {
             stage: stage.number,
             stages: self.plan.stages.len(),
             weight: stage.weight.percent(),
             previous_weight: state.weight.percent(),
-        });
+        };
+        if let Err(e) = self.commit(intent).await {
+            // Nothing was changed for this stage: traffic is where the last one left it.
+            return Err(Halt::Failure(format!(
+                "stage {} was not started because {e}",
+                stage.number
+            )));
+        }
         self.plan_hooks(HookEvent::StageStarted, change, None).await;
         state.stage = stage.number;
         // From here on the backend may be at the new weight, whatever the result says.
         state.weight = stage.weight;
         if let Err(e) = self.backend.set_weight(change).await {
-            return Err(Halt::Failure(format!(
-                "stage {} could not set the weight to {}: {e}",
-                stage.number, stage.weight
-            )));
+            return Err(Halt::from_weight_error(stage, e));
         }
-        self.events.emit(Event::WeightApplied {
+        self.record_result(Event::WeightApplied {
             stage: stage.number,
             weight: stage.weight.percent(),
-        });
+        })
+        .await;
         self.check_interrupt()?;
         for hook in &stage.hooks {
             let env = hooks::stage_env(&self.plan, change);
@@ -218,11 +245,12 @@ impl Engine {
         }
         let started = tokio::time::Instant::now();
         self.bake(stage).await?;
-        self.events.emit(Event::StagePassed {
+        self.record_result(Event::StagePassed {
             stage: stage.number,
             weight: stage.weight.percent(),
             elapsed: started.elapsed(),
-        });
+        })
+        .await;
         self.plan_hooks(HookEvent::StagePassed, change, None).await;
         Ok(())
     }
@@ -265,14 +293,17 @@ impl Engine {
                     ),
                     weight: Some(state.weight.percent()),
                 };
-                return self.finish(outcome);
+                return self.finish(outcome).await;
             }
             Halt::Rollback(reason) => (reason, false),
             Halt::Failure(reason) => (reason, true),
         };
-        self.events.emit(Event::RollingBack {
+        let intent = Event::RollingBack {
             reason: reason.clone(),
-        });
+        };
+        if let Err(e) = self.commit(intent).await {
+            return self.unrecorded_rollback(e, &reason, state);
+        }
         if let Err(e) = self.rollback_with_retries().await {
             let reason = format!(
                 "Rolling back failed after {ROLLBACK_ATTEMPTS} attempts ({e}); traffic is in an unknown state and a person must act. The rollback was started because {reason}."
@@ -285,7 +316,7 @@ impl Engine {
                 reason,
                 weight: None,
             };
-            return self.finish(outcome);
+            return self.finish(outcome).await;
         }
         self.plan_hooks(
             HookEvent::RolledBack,
@@ -308,23 +339,109 @@ impl Engine {
                 weight: Some(0.0),
             }
         };
-        self.finish(outcome)
+        self.finish(outcome).await
     }
 
     /// `rollout rollback`: return traffic to stable now, from whatever state the rollout is in.
-    pub async fn rollback_now(self, reason: String) -> Outcome {
-        self.events.emit(Event::Started {
-            name: self.plan.name.to_string(),
-            strategy: self.plan.strategy.to_string(),
-            backend: self.backend.describe(),
-            stages: self.plan.stages.len(),
-            dry_run: self.dry_run,
-        });
+    /// `recovery` is given when no journal says what the run changed (it ran elsewhere, or its
+    /// journal is damaged): the backend then works out the stable state from the plan and from
+    /// what it reports now, or says what it needs, before anything is changed.
+    pub async fn rollback_now(mut self, reason: String, recovery: Option<Recovery>) -> Outcome {
+        if let Err(e) = self.commit(self.started()).await {
+            return self.unrecorded_start(e).await;
+        }
+        if let Some(recovery) = recovery {
+            match self.backend.recover(&recovery).await {
+                Ok(notes) => {
+                    for message in notes {
+                        self.events.emit(Event::Warning { message });
+                    }
+                }
+                Err(e) => {
+                    let outcome = Outcome {
+                        kind: OutcomeKind::RollbackFailed,
+                        reason: format!(
+                            "Cannot roll back without the journal, so nothing was changed: {e}."
+                        ),
+                        weight: None,
+                    };
+                    return self.finish(outcome).await;
+                }
+            }
+        }
         let state = State {
             weight: Weight::FULL,
             stage: 0,
         };
         self.halt(Halt::Rollback(reason), &state).await
+    }
+
+    fn started(&self) -> Event {
+        Event::Started {
+            name: self.plan.name.to_string(),
+            strategy: self.plan.strategy.to_string(),
+            backend: self.backend.describe(),
+            stages: self.plan.stages.len(),
+            dry_run: self.dry_run,
+        }
+    }
+
+    /// Puts a step on record, then tells the reporters; `Err` when it could not be recorded,
+    /// and then nobody is told it happened.
+    async fn commit(&self, event: Event) -> Result<(), LedgerError> {
+        let stamped = Stamped::now(event);
+        let mut attempt = 1;
+        loop {
+            match self.ledger.record(&stamped).await {
+                Ok(()) => break,
+                Err(e) if attempt >= RECORD_ATTEMPTS => return Err(e),
+                Err(_) => {
+                    tokio::time::sleep(RECORD_PAUSE * attempt).await;
+                    attempt += 1;
+                }
+            }
+        }
+        self.events.emit_stamped(&stamped);
+        Ok(())
+    }
+
+    /// A result that is already true whether or not the record says so: a failure to record it
+    /// is a warning (the next intent will not be taken unrecorded).
+    async fn record_result(&self, event: Event) {
+        if let Err(e) = self.commit(event.clone()).await {
+            self.events.emit(Event::Warning {
+                message: format!("{e}; `rollout status` may show an earlier step"),
+            });
+            self.events.emit(event);
+        }
+    }
+
+    /// The run could not even put its start on record: nothing was changed.
+    async fn unrecorded_start(&self, e: LedgerError) -> Outcome {
+        let outcome = Outcome {
+            kind: OutcomeKind::Failed,
+            reason: format!("Could not start, so nothing was changed: {e}."),
+            weight: None,
+        };
+        self.finish(outcome).await
+    }
+
+    /// A rollback that cannot be put on record is not started: a later `rollout` would
+    /// believe traffic is still where the record says. Traffic stays where the run left it,
+    /// and the outcome says exactly where that is.
+    fn unrecorded_rollback(&self, e: LedgerError, reason: &str, state: &State) -> Outcome {
+        let outcome = Outcome {
+            kind: OutcomeKind::Failed,
+            reason: format!(
+                "Could not proceed: {reason}, but rolling back was not started because {e}. \
+                 Traffic was left where it was: {} on the new version (stage {}). Make the state \
+                 folder writable again, then run `rollout rollback` (or `rollout resume`)",
+                state.weight, state.stage
+            ),
+            weight: Some(state.weight.percent()),
+        };
+        self.events.emit(Event::Finished(outcome.clone()));
+        outcome
     }
 
     async fn rollback_with_retries(&mut self) -> Result<(), crate::backend::BackendError> {
@@ -348,8 +465,15 @@ impl Engine {
         hooks::run_plan_hooks(&*self.exec, &self.events, &self.plan, on, at, reason).await;
     }
 
-    fn finish(&self, outcome: Outcome) -> Outcome {
-        self.events.emit(Event::Finished(outcome.clone()));
+    async fn finish(&self, outcome: Outcome) -> Outcome {
+        if let Err(e) = self.commit(Event::Finished(outcome.clone())).await {
+            self.events.emit(Event::Warning {
+                message: format!(
+                    "{e}: the outcome below is not on record, and `rollout status` will show an earlier step"
+                ),
+            });
+            self.events.emit(Event::Finished(outcome.clone()));
+        }
         outcome
     }
 }

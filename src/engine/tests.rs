@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::approval::{Answer, ApproveAll, Approver};
-use super::event::{Emitter, Event, OutcomeKind, Reporter, Stamped};
+use super::event::{Emitter, Event, Ledger, LedgerError, NoLedger, OutcomeKind, Reporter, Stamped};
 use super::{Engine, Outcome};
 use crate::backend::{Backend, BackendError, Cmd, ExecError, Executor, Output, WeightChange};
 use crate::metrics::{Probe, ProbeError, Which};
@@ -206,6 +206,44 @@ struct Setup {
     interrupt_at: Option<Duration>,
     fail_weight: Option<f64>,
     rollback_fails: bool,
+    ledger: Arc<dyn Ledger>,
+}
+
+/// A journal whose writes fail from the step `fails_from` matches on, as on a full disk.
+struct FailingLedger {
+    fails_from: Box<dyn Fn(&Event) -> bool + Send + Sync>,
+    failing: std::sync::atomic::AtomicBool,
+    /// Only the matching step fails, not the ones after it.
+    once: bool,
+}
+
+#[async_trait]
+impl Ledger for FailingLedger {
+    async fn record(&self, stamped: &Stamped) -> Result<(), LedgerError> {
+        use std::sync::atomic::Ordering;
+        let matches = (self.fails_from)(&stamped.event);
+        let fails = if self.once {
+            matches
+        } else {
+            matches || self.failing.load(Ordering::SeqCst)
+        };
+        if fails {
+            self.failing.store(true, Ordering::SeqCst);
+            return Err(LedgerError::Unwritable("No space left on device".into()));
+        }
+        Ok(())
+    }
+}
+
+fn failing_ledger(
+    once: bool,
+    from: impl Fn(&Event) -> bool + Send + Sync + 'static,
+) -> Arc<dyn Ledger> {
+    Arc::new(FailingLedger {
+        fails_from: Box::new(from),
+        failing: Default::default(),
+        once,
+    })
 }
 
 fn plan(text: &str) -> Plan {
@@ -250,6 +288,7 @@ impl Setup {
             interrupt_at: None,
             fail_weight: None,
             rollback_fails: false,
+            ledger: Arc::new(NoLedger),
         }
     }
 
@@ -308,6 +347,7 @@ impl Setup {
                 start,
             }),
             events,
+            ledger: self.ledger,
             approver: self.approver,
             interrupts: rx,
             dry_run: false,
@@ -649,4 +689,130 @@ async fn warn_mode_metrics_never_gate() {
             .iter()
             .all(|(_, v)| *v == super::verdict::Verdict::Breach)
     );
+}
+
+/// Three one-minute stages gated by a metric that always passes.
+fn three_healthy_stages() -> Setup {
+    Setup::new(plan_with(
+        &metric("errors", ""),
+        THREE_STAGES,
+        "bake = \"1m\"",
+    ))
+    .probe(constant(0.5))
+}
+
+fn warnings(run: &Run) -> Vec<String> {
+    run.events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Warning { message } => Some(message.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stage_whose_start_cannot_be_recorded_is_not_started_and_traffic_returns_to_stable() {
+    let mut setup = three_healthy_stages();
+    setup.ledger = failing_ledger(true, |e| matches!(e, Event::StageStarted { stage: 2, .. }));
+    let run = setup.run().await;
+    assert_eq!(run.backend_calls(), ["weight 10", "rollback"]);
+    assert_eq!(run.outcome.kind, OutcomeKind::Failed);
+    assert_eq!(run.outcome.weight, Some(0.0));
+    assert_eq!(
+        run.outcome.reason,
+        "Could not proceed: stage 2 was not started because the journal cannot be written: \
+         No space left on device. Traffic was returned to the stable version."
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_rollback_that_cannot_be_recorded_is_not_started_and_says_where_traffic_is() {
+    let mut setup = three_healthy_stages();
+    // The disk fills up during stage 1's bake: nothing after its weight can be recorded.
+    setup.ledger = failing_ledger(false, |e| matches!(e, Event::StagePassed { .. }));
+    let run = setup.run().await;
+    assert_eq!(
+        run.backend_calls(),
+        ["weight 10"],
+        "no step was taken unrecorded"
+    );
+    assert_eq!(run.outcome.kind, OutcomeKind::Failed);
+    assert_eq!(run.outcome.weight, Some(10.0));
+    assert_eq!(
+        run.outcome.reason,
+        "Could not proceed: stage 2 was not started because the journal cannot be written: \
+         No space left on device, but rolling back was not started because the journal cannot be \
+         written: No space left on device. Traffic was left where it was: 10% on the new version \
+         (stage 1). Make the state folder writable again, then run `rollout rollback` (or \
+         `rollout resume`)"
+    );
+    let finished = run
+        .events
+        .iter()
+        .filter(|(_, e)| matches!(e, Event::Finished(_)))
+        .count();
+    assert_eq!(finished, 1, "the outcome is still told");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breach_whose_rollback_cannot_be_recorded_leaves_traffic_and_says_so() {
+    let mut setup = Setup::new(plan_with(
+        &metric("errors", ""),
+        THREE_STAGES,
+        "bake = \"1m\"",
+    ))
+    .probe(Box::new(|t| {
+        Ok(Some(if t > Duration::from_secs(75) {
+            9.0
+        } else {
+            0.5
+        }))
+    }));
+    setup.ledger = failing_ledger(false, |e| matches!(e, Event::RollingBack { .. }));
+    let run = setup.run().await;
+    assert_eq!(run.backend_calls(), ["weight 10", "weight 50"]);
+    assert_eq!(run.outcome.kind, OutcomeKind::Failed);
+    assert_eq!(run.outcome.weight, Some(50.0));
+    assert!(
+        run.outcome
+            .reason
+            .starts_with("Could not proceed: metric errors was 9")
+            && run
+                .outcome
+                .reason
+                .contains("Traffic was left where it was: 50% on the new version (stage 2)"),
+        "{}",
+        run.outcome.reason
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outcome_that_cannot_be_recorded_keeps_its_exit_code_and_warns() {
+    let mut setup = three_healthy_stages();
+    setup.ledger = failing_ledger(true, |e| matches!(e, Event::Finished(_)));
+    let run = setup.run().await;
+    assert_eq!(run.outcome.kind, OutcomeKind::Promoted);
+    assert_eq!(
+        warnings(&run),
+        [
+            "the journal cannot be written: No space left on device: the outcome below is not on \
+          record, and `rollout status` will show an earlier step"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_passing_journal_fault_is_retried_and_the_run_goes_on() {
+    let mut setup = three_healthy_stages();
+    let failures = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let counted = failures.clone();
+    // Two failed writes of stage 2's start, then the disk has room again.
+    setup.ledger = failing_ledger(true, move |e| {
+        matches!(e, Event::StageStarted { stage: 2, .. })
+            && counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2
+    });
+    let run = setup.run().await;
+    assert_eq!(run.outcome.kind, OutcomeKind::Promoted);
+    assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 3);
 }

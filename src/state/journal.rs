@@ -10,14 +10,16 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::backend::exec::write_atomically_with;
-use crate::engine::event::{Event, OutcomeKind, Reporter, Stamped};
+use crate::engine::event::{Event, Ledger, LedgerError, OutcomeKind, Reporter, Stamped};
 use crate::engine::verdict::Verdict;
 
 /// Where a rollout stands, as recorded.
@@ -187,6 +189,20 @@ impl Journal {
             })
     }
 
+    /// Moves an unreadable journal out of the way, keeping it for a person to look at, and
+    /// returns where it went.
+    pub fn set_aside(path: &Path) -> Result<PathBuf, JournalError> {
+        let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
+            .to_string()
+            .replace(':', "");
+        let aside = path.with_file_name(format!("journal.damaged-{stamp}.json"));
+        std::fs::rename(path, &aside).map_err(|source| JournalError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Ok(aside)
+    }
+
     pub fn save(&self, path: &Path, durable: bool) -> Result<(), JournalError> {
         let text = serde_json::to_string_pretty(self).expect("the journal serializes");
         write_atomically_with(path, text.as_bytes(), durable)?;
@@ -200,8 +216,25 @@ impl Journal {
         }
     }
 
-    /// Applies one event. Returns whether the change must be durable before the engine acts
-    /// on: every transition is; a measurement alone is not.
+    /// Whether an event is a step of the rollout, which the engine records (durably, before
+    /// acting on it) through the ledger, rather than a measurement or a message.
+    pub fn is_step(event: &Event) -> bool {
+        matches!(
+            event,
+            Event::Started { .. }
+                | Event::BackendState { .. }
+                | Event::StageStarted { .. }
+                | Event::WeightApplied { .. }
+                | Event::AwaitingApproval { .. }
+                | Event::Approved { .. }
+                | Event::StagePassed { .. }
+                | Event::RollingBack { .. }
+                | Event::Finished(_)
+        )
+    }
+
+    /// Applies one event. Returns whether it changed what the journal says (a step or a
+    /// measurement).
     pub fn apply(&mut self, stamped: &Stamped) -> bool {
         let at = humantime::format_rfc3339_seconds(stamped.time).to_string();
         self.updated_at = at.clone();
@@ -241,7 +274,6 @@ impl Journal {
                         at,
                     },
                 );
-                return false;
             }
             Event::AwaitingApproval { .. } => self.set_status(Status::WaitingForApproval, &at),
             Event::Approved { .. } => self.set_status(Status::Running, &at),
@@ -273,12 +305,15 @@ impl Journal {
     }
 }
 
-/// Keeps the journal file in step with the engine's events.
+/// Keeps the journal file in step with the engine: each step is written durably before the
+/// engine acts on it (`Ledger`); measurements are kept in memory and written now and then.
 pub struct JournalReporter {
     path: PathBuf,
-    journal: Mutex<Journal>,
+    journal: Arc<Mutex<Journal>>,
     /// When the journal was last written; measurements alone are written at most this often.
     last_save: Mutex<std::time::Instant>,
+    /// Whether a failed write of measurements was already reported.
+    warned: AtomicBool,
 }
 
 /// Fifty metrics polled every second would otherwise rewrite the journal fifty times a second
@@ -291,17 +326,18 @@ impl JournalReporter {
         journal.save(&path, true)?;
         Ok(JournalReporter {
             path,
-            journal: Mutex::new(journal),
+            journal: Arc::new(Mutex::new(journal)),
             last_save: Mutex::new(std::time::Instant::now()),
+            warned: AtomicBool::new(false),
         })
     }
 
     /// Records a note in the journal's reason, durably: used when the process is about to exit
-    /// outside the engine (a third Ctrl-C during a rollback).
+    /// outside the engine (a third Ctrl-C during a rollback). The pid stays, so that `status`
+    /// can name the process that stopped.
     pub fn abandon(&self, why: &str) {
         let mut journal = self.journal.lock().expect("journal lock");
         journal.reason = Some(why.to_string());
-        journal.pid = None;
         journal.updated_at = now();
         if let Err(e) = journal.save(&self.path, true) {
             eprintln!("error: cannot update the journal: {e}");
@@ -309,19 +345,49 @@ impl JournalReporter {
     }
 }
 
+#[async_trait]
+impl Ledger for JournalReporter {
+    /// The journal changes in memory only once the file holds the change, so that a failed
+    /// write leaves both saying the same.
+    async fn record(&self, event: &Stamped) -> Result<(), LedgerError> {
+        let (path, journal, stamped) = (self.path.clone(), self.journal.clone(), event.clone());
+        let write = tokio::task::spawn_blocking(move || {
+            let mut current = journal.lock().expect("journal lock");
+            let mut next = current.clone();
+            next.apply(&stamped);
+            next.save(&path, true)
+                .map_err(|e| LedgerError::Unwritable(e.to_string()))?;
+            *current = next;
+            Ok(())
+        });
+        write
+            .await
+            .unwrap_or_else(|e| Err(LedgerError::Unwritable(e.to_string())))
+    }
+}
+
 impl Reporter for JournalReporter {
     fn report(&self, event: &Stamped) {
+        if Journal::is_step(&event.event) {
+            // Already recorded through the ledger, before it was reported.
+            return;
+        }
         let mut journal = self.journal.lock().expect("journal lock");
-        let durable = journal.apply(event);
+        if !journal.apply(event) {
+            return;
+        }
         let mut last_save = self.last_save.lock().expect("journal lock");
-        if !durable && last_save.elapsed() < MEASUREMENT_SAVE_INTERVAL {
-            // Kept in memory; the next transition or a later measurement writes it.
+        if last_save.elapsed() < MEASUREMENT_SAVE_INTERVAL {
+            // Kept in memory; the next step or a later measurement writes it.
             return;
         }
         *last_save = std::time::Instant::now();
-        if let Err(e) = journal.save(&self.path, durable) {
-            // The engine must not stop over the journal; the operator must know it is stale.
-            eprintln!("error: cannot update the journal: {e}");
+        if let Err(e) = journal.save(&self.path, false)
+            && !self.warned.swap(true, Ordering::Relaxed)
+        {
+            eprintln!(
+                "warning: cannot write the latest measurements to the journal: {e} (said once)"
+            );
         }
     }
 }

@@ -582,18 +582,13 @@ fn a_deployment_the_circuit_breaker_fails_fails_the_stage() {
     let run = Run::new().with_keys();
     run.write("gate", "0\n");
     let ran = run.run(&service_plan(&moto, &run, "30s"), &[]);
-    assert_code(&ran, 1, &moto);
+    // The release failed its stage (exit 3), not the tool (exit 1).
+    assert_code(&ran, 3, &moto);
     assert!(
         ran.stderr.contains(&format!(
-            "the deployment of {} to ECS service `web` failed: ECS marked it FAILED: ECS deployment circuit breaker: tasks failed to start.",
+            "Rolled back to the stable version because the new version failed in stage 2 (100%): the deployment of {} to ECS service `web` failed: ECS marked it FAILED: ECS deployment circuit breaker: tasks failed to start.",
             td("web:2")
         )),
-        "{}",
-        ran.stderr
-    );
-    assert!(
-        ran.stderr
-            .contains("Traffic was returned to the stable version"),
         "{}",
         ran.stderr
     );
@@ -608,10 +603,10 @@ fn a_deployment_that_never_settles_times_out() {
     run.write("gate", "0\n");
     let started = Instant::now();
     let ran = run.run(&service_plan(&moto, &run, "3s"), &[]);
-    assert_code(&ran, 1, &moto);
+    assert_code(&ran, 3, &moto);
     assert!(
         ran.stderr.contains(&format!(
-            "ECS service `web` was not steady on {} within 3s (deploy_timeout): the deployment is IN_PROGRESS (0 of 2 tasks running",
+            "because the new version failed in stage 2 (100%): ECS service `web` was not steady on {} within 3s (deploy_timeout): the deployment is IN_PROGRESS (0 of 2 tasks running",
             td("web:2")
         )),
         "{}",
@@ -684,6 +679,65 @@ fn service_update_resumed_from_the_journal_registers_no_second_revision() {
     let ran = run.rollout(&["rollback", "plan.toml"]);
     assert_code(&ran, 0, &moto);
     assert_steady_on(&moto.state(), "web", "web:1", 2);
+}
+
+#[test]
+fn service_rollback_without_the_journal_needs_the_task_definition_to_return_to() {
+    let mut moto = Moto::start(&[]);
+    let run = Run::new().with_keys();
+    run.write("gate", "");
+    let ran = run.run(&pausing(service_plan(&moto, &run, "30s")), &[]);
+    assert_code(&ran, 4, &moto);
+    let paused = moto.state();
+    assert_eq!(service_state(&paused, "web").0, td("web:2"));
+
+    // Another machine: no journal knows that web:1 is what the service ran before.
+    let ran = run.rollout(&["rollback", "plan.toml", "--state-dir", "elsewhere"]);
+    assert_code(&ran, 5, &moto);
+    assert!(
+        ran.stderr.contains(
+            "Cannot roll back without the journal, so nothing was changed: the task definition ECS \
+             service `web` ran before the rollout is only known to the journal; give it with \
+             `rollout rollback PLAN --task-definition FAMILY:REVISION`"
+        ),
+        "{}",
+        ran.stderr
+    );
+    assert_eq!(
+        moto.state()["services"],
+        paused["services"],
+        "nothing changed"
+    );
+
+    let ran = run.rollout(&[
+        "rollback",
+        "plan.toml",
+        "--state-dir",
+        "elsewhere",
+        "--task-definition",
+        "web:1",
+    ]);
+    assert_code(&ran, 0, &moto);
+    assert_steady_on(&moto.state(), "web", "web:1", 2);
+}
+
+#[test]
+fn alb_rollback_without_the_journal_sends_everything_to_stable() {
+    let mut moto = Moto::start(&[]);
+    let run = Run::new().with_keys();
+    run.write("gate", "");
+    let (stable, canary) = (moto.get("stable_tg"), moto.get("canary_tg"));
+    let ran = run.run(
+        &pausing(alb_plan(&moto, &run, "rule", &[10, 100], None)),
+        &[],
+    );
+    assert_code(&ran, 4, &moto);
+    let ran = run.rollout(&["rollback", "plan.toml", "--state-dir", "elsewhere"]);
+    assert_code(&ran, 0, &moto);
+    assert_eq!(
+        forward_weights(&moto.state()["ruleActions"]),
+        json!({ &stable: 100, &canary: 0 })
+    );
 }
 
 #[test]

@@ -447,13 +447,12 @@ fn a_canary_that_never_becomes_available_fails_its_stage_and_is_rolled_back() {
         &cluster,
         &replicas_plan(&cluster, "60s", &[25, 100]),
         "0\n",
-        1,
+        3,
     );
     let err = stderr(&ran);
+    // The release failed its stage (exit 3), not the tool (exit 1).
     assert!(
-        err.contains("stage 1 could not set the weight to 25%")
-            && err.contains("deployment.apps/inventory-canary failed to roll out: its Progressing condition is ProgressDeadlineExceeded")
-            && err.contains("Traffic was returned to the stable version"),
+        err.contains("Rolled back to the stable version because the new version failed in stage 1 (25%): deployment.apps/inventory-canary failed to roll out: its Progressing condition is ProgressDeadlineExceeded"),
         "{err}"
     );
     let canary = cluster.current("deployments", "inventory-canary");
@@ -474,11 +473,11 @@ fn a_rollout_slower_than_rollout_timeout_fails_its_stage() {
         &cluster,
         &replicas_plan(&cluster, "2s", &[25, 100]),
         "0\n",
-        1,
+        3,
     );
     let err = stderr(&ran);
     assert!(
-        err.contains("deployment.apps/inventory-canary did not finish rolling out within 2s (rollout_timeout): 0 of 1 updated replicas are available"),
+        err.contains("because the new version failed in stage 1 (25%): deployment.apps/inventory-canary did not finish rolling out within 2s (rollout_timeout): 0 of 1 updated replicas are available"),
         "{err}"
     );
     let canary = cluster.current("deployments", "inventory-canary");
@@ -599,6 +598,80 @@ fn a_later_rollback_restores_what_was_there_before_the_run() {
     assert_eq!((replicas(&stable), image(&stable)), (4, OLD_IMAGE.into()));
     let canary = cluster.current("deployments", "inventory-canary");
     assert_eq!((replicas(&canary), image(&canary)), (0, OLD_IMAGE.into()));
+}
+
+fn rollback_in(dir: &Path, cluster: &Cluster, extra: &[&str]) -> std::process::Output {
+    Command::new(crate::harness::rollout_bin())
+        .args(["rollback", "plan.toml"])
+        .args(extra)
+        .current_dir(dir)
+        .env("KUBECACHEDIR", cluster.dir.path().join("kube-cache"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rollout rollback")
+}
+
+/// Paused at 25% (1 canary pod with the new image, 3 stable pods).
+fn paused_at_25(cluster: &Cluster) -> Ran {
+    let plan = replicas_plan(cluster, "60s", &[25, 100]).replace(
+        "max_hold = \"30s\"",
+        "max_hold = \"1s\"\non_timeout = \"pause\"",
+    );
+    let paused = run(cluster, &plan, "", 4);
+    let stable = cluster.current("deployments", "inventory");
+    assert_eq!(replicas(&stable), 3);
+    paused
+}
+
+#[test]
+fn a_rollback_without_the_journal_returns_to_the_plans_stable_state() {
+    let cluster = Cluster::start(&[stable_deployment(4), canary_deployment(600)], &[]);
+    let paused = paused_at_25(&cluster);
+    // Another machine, or another state folder: no journal says what the run changed.
+    let output = rollback_in(paused.dir.path(), &cluster, &["--state-dir", "elsewhere"]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains(&format!(
+            "no journal: returning to the plan's stable state, 4 pods of {OLD_IMAGE} on `inventory` and 0 on `inventory-canary` (which keeps the image {NEW_IMAGE})"
+        )),
+        "{err}"
+    );
+    let stable = cluster.current("deployments", "inventory");
+    assert_eq!((replicas(&stable), image(&stable)), (4, OLD_IMAGE.into()));
+    assert!(rolled_out(&stable, 4), "confirmed, not only written");
+    let canary = cluster.current("deployments", "inventory-canary");
+    assert_eq!(replicas(&canary), 0);
+}
+
+#[test]
+fn a_rollback_without_the_journal_that_cannot_know_the_stable_image_changes_nothing() {
+    let mut stable = stable_deployment(4);
+    for container in stable["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+    {
+        if container["name"] == "app" {
+            container["image"] = json!(NEW_IMAGE);
+        }
+    }
+    let cluster = Cluster::start(&[stable, canary_deployment(600)], &[]);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("plan.toml"),
+        replicas_plan(&cluster, "60s", &[25, 100]),
+    )
+    .unwrap();
+    let output = rollback_in(dir.path(), &cluster, &[]);
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains(&format!(
+            "Cannot roll back without the journal, so nothing was changed: the stable Deployment `inventory` already runs the new image {NEW_IMAGE}"
+        )),
+        "{err}"
+    );
+    no_writes(&cluster);
 }
 
 // ---- gateway mode ----------------------------------------------------------------------------

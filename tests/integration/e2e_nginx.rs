@@ -172,6 +172,10 @@ impl Running {
         self.lines.lock().unwrap().join("\n")
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn wait_for_line(&self, needle: &str) {
         let seen = wait_until(RUN_LIMIT, || {
             self.lines

@@ -299,6 +299,7 @@ fn repeated_interrupts_during_a_rollback() {
         };
         std::fs::write(dir.path().join("plan.toml"), plan(&lab, options)).unwrap();
         let run = Running::start_in(dir.path(), &["run", "plan.toml"]);
+        let pid = run.pid();
         run.wait_for_line("stage 1: baking");
         run.signal(libc::SIGINT);
         run.wait_for_line("rolling back: the run was interrupted by SIGINT");
@@ -319,6 +320,13 @@ fn repeated_interrupts_during_a_rollback() {
             assert!(stderr.contains("abandoned by a third SIGINT"), "{stderr}");
             let status = status_json(dir.path(), "e2e");
             assert_eq!(status["state"], "interrupted", "{status:#}");
+            // The process that stopped is named, not "pid ?".
+            assert_eq!(status["journal"]["pid"], pid, "{status:#}");
+            let (_, human, _) = rollout(dir.path(), &["status", "e2e"]);
+            assert!(
+                human.contains(&format!("`rollout` (pid {pid}) stopped without finishing")),
+                "{human}"
+            );
             assert_eq!(
                 status["journal"]["pending"]["action"], "rollback",
                 "{status:#}"

@@ -7,6 +7,7 @@ mod e2e_ecs;
 mod e2e_kubectl;
 mod e2e_nginx;
 mod e2e_state;
+mod faults;
 mod harness;
 mod invalid_plans;
 mod lab;
