@@ -114,7 +114,18 @@ impl Executor for RealExecutor {
             argv: cmd.argv.clone(),
             purpose: cmd.purpose.clone(),
         });
-        run_command(cmd).await
+        let mut started = None;
+        let result = run_command_with(cmd, |pid| {
+            if let Some(group) = super::children::ChildGroup::of(pid, &cmd.purpose) {
+                started = Some(group.pgid);
+                self.events.emit(Event::ChildStarted { group });
+            }
+        })
+        .await;
+        if let Some(pgid) = started {
+            self.events.emit(Event::ChildEnded { pgid });
+        }
+        result
     }
 
     async fn write_file(&self, path: &Path, contents: &str) -> Result<(), ExecError> {
@@ -214,21 +225,34 @@ impl Executor for DryRunExecutor {
 /// Runs a command in its own process group, so that on timeout the whole tree it started
 /// (a script and its children) is killed, not just the first process.
 pub async fn run_command(cmd: &Cmd) -> Result<Output, ExecError> {
+    run_command_with(cmd, |_| {}).await
+}
+
+/// Like `run_command`; `on_spawn` gets the child's pid (which is also its process group) as
+/// soon as it runs, so that the group can be put on record before it can act for long.
+pub async fn run_command_with(
+    cmd: &Cmd,
+    on_spawn: impl FnOnce(u32) + Send,
+) -> Result<Output, ExecError> {
     let program = cmd.argv[0].clone();
-    let mut child = tokio::process::Command::new(&program)
+    let mut command = tokio::process::Command::new(&program);
+    command
         .args(&cmd.argv[1..])
         .envs(cmd.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| ExecError::Spawn {
-            program: program.clone(),
-            source,
-        })?;
+        .kill_on_drop(true);
+    super::children::die_with_parent(&mut command);
+    let mut child = command.spawn().map_err(|source| ExecError::Spawn {
+        program: program.clone(),
+        source,
+    })?;
     let pid = child.id();
+    if let Some(pid) = pid {
+        on_spawn(pid);
+    }
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let collect = async {

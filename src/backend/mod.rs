@@ -3,6 +3,7 @@
 //! Every backend implements `Backend`; adding one is a new file and one arm in `build`.
 //! Backends act only through an `Executor`, which is what makes `--dry-run` exact.
 
+pub mod children;
 pub mod command;
 pub mod ecs;
 pub mod exec;

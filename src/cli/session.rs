@@ -105,6 +105,7 @@ impl Session {
         let journal = if dry_run {
             None
         } else {
+            let journal = stop_children_left_behind(journal).await?;
             let path = Journal::path(&drive.state_dir, name);
             let mut journal = match journal {
                 JournalStart::New => Journal::new(
@@ -255,6 +256,29 @@ fn check_writable(path: &Path) -> Result<(), String> {
         .tempfile_in(dir)
         .map(drop)
         .map_err(|e| format!("cannot create a file in {}: {e}", dir.display()))
+}
+
+/// A rollout taken over from a dead process (its lock is now ours) may still have that
+/// process's commands running: a `set_weight` finishing after this process acted would undo
+/// it. They are stopped, and waited for, before anything else happens.
+async fn stop_children_left_behind(journal: JournalStart) -> anyhow::Result<JournalStart> {
+    let JournalStart::Continue(mut journal) = journal else {
+        return Ok(journal);
+    };
+    for group in std::mem::take(&mut journal.children) {
+        let stopped = rollout::backend::children::stop(&group, Duration::from_secs(10))
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}; stop it by hand, then try again"))?;
+        if stopped {
+            eprintln!(
+                "note: stopped process group {} ({}), which the earlier `rollout` (pid {}) left running",
+                group.pgid,
+                group.purpose,
+                journal.pid.map_or("?".to_string(), |p| p.to_string())
+            );
+        }
+    }
+    Ok(JournalStart::Continue(journal))
 }
 
 fn absolute(path: &Path) -> std::path::PathBuf {

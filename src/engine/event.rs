@@ -159,6 +159,15 @@ pub enum Event {
     Warning {
         message: String,
     },
+    /// A command's process group began (a backend command or a hook): journaled, so that a
+    /// later process can stop what a dead one left running before it acts.
+    ChildStarted {
+        group: crate::backend::children::ChildGroup,
+    },
+    /// That process group's command finished (or was killed at its timeout).
+    ChildEnded {
+        pgid: u32,
+    },
     Finished(Outcome),
 }
 

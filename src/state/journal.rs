@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::backend::children::ChildGroup;
 use crate::backend::exec::write_atomically_with;
 use crate::engine::event::{Event, Ledger, LedgerError, OutcomeKind, Reporter, Stamped};
 use crate::engine::verdict::Verdict;
@@ -115,6 +116,10 @@ pub struct Journal {
     /// What the backend needs to undo the run from another process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_state: Option<serde_json::Value>,
+    /// The process groups of commands running right now (a backend command, a hook): a process
+    /// that takes the rollout over from a dead one stops them before it acts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<ChildGroup>,
 }
 
 #[derive(Debug, Error)]
@@ -166,6 +171,7 @@ impl Journal {
             metrics: BTreeMap::new(),
             reason: None,
             backend_state: None,
+            children: Vec::new(),
         }
     }
 
@@ -275,6 +281,8 @@ impl Journal {
                     },
                 );
             }
+            Event::ChildStarted { group } => self.children.push(group.clone()),
+            Event::ChildEnded { pgid } => self.children.retain(|c| c.pgid != *pgid),
             Event::AwaitingApproval { .. } => self.set_status(Status::WaitingForApproval, &at),
             Event::Approved { .. } => self.set_status(Status::Running, &at),
             Event::StagePassed { stage, .. } => self.passed_stage = *stage,
@@ -376,17 +384,20 @@ impl Reporter for JournalReporter {
         if !journal.apply(event) {
             return;
         }
+        // A child that may act must be on record at once, durably: if rollout dies now, the
+        // next process must find it.
+        let urgent = matches!(event.event, Event::ChildStarted { .. });
         let mut last_save = self.last_save.lock().expect("journal lock");
-        if last_save.elapsed() < MEASUREMENT_SAVE_INTERVAL {
+        if !urgent && last_save.elapsed() < MEASUREMENT_SAVE_INTERVAL {
             // Kept in memory; the next step or a later measurement writes it.
             return;
         }
         *last_save = std::time::Instant::now();
-        if let Err(e) = journal.save(&self.path, false)
+        if let Err(e) = journal.save(&self.path, urgent)
             && !self.warned.swap(true, Ordering::Relaxed)
         {
             eprintln!(
-                "warning: cannot write the latest measurements to the journal: {e} (said once)"
+                "warning: cannot write the latest measurements and running commands to the journal: {e} (said once)"
             );
         }
     }

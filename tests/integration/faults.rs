@@ -231,3 +231,87 @@ fn resume_while_another_process_drives_the_rollout_exits_1() {
     let (code, stderr, _) = run.finish();
     assert_eq!(code, 3, "{stderr}");
 }
+
+/// The state of a process from `/proc`, `None` once it is gone; a zombie is as good as gone.
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next().map(|rest| rest.trim().to_string()))
+        .is_some_and(|rest| !rest.starts_with('Z'))
+}
+
+/// Every live process whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    let rest = s.rsplit(')').next()?.to_string();
+                    let fields: Vec<&str> = rest.split_whitespace().collect();
+                    Some(fields.first()? != &"Z" && fields.get(2)?.parse::<u32>().ok()? == pgid)
+                })
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// A `set_weight` still running when its rollout is killed must not finish later and undo the
+/// rollback: the child dies with its parent, and `rollout rollback` stops what it left behind
+/// (a background grandchild here) before it acts.
+#[test]
+fn a_backend_command_does_not_outlive_its_rollout() {
+    let slow = r#"set_weight = ["sh", "-c", "echo $$ > set-weight.pid; (sleep 2; echo $ROLLOUT_WEIGHT >> weights) & wait"]"#;
+    let text = plan("", LATER_STAGES).replace(
+        r#"set_weight = ["sh", "-c", "echo $ROLLOUT_WEIGHT >> weights"]"#,
+        slow,
+    );
+    let dir = setup(&text, "0\n");
+    let run = Running::start_in(dir.path(), &["run", "plan.toml"]);
+    let pid_file = dir.path().join("set-weight.pid");
+    let read_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|t| t.trim().parse::<u32>().ok())
+    };
+    assert!(
+        crate::lab::wait_until(std::time::Duration::from_secs(20), || read_pid().is_some()),
+        "set_weight never started"
+    );
+    let child = read_pid().unwrap();
+    // The journal names the running command's group before rollout is killed.
+    assert!(
+        crate::lab::wait_until(std::time::Duration::from_secs(5), || {
+            std::fs::read_to_string(dir.path().join(".rollout/shop/journal.json"))
+                .is_ok_and(|j| j.contains(&format!("\"pgid\": {child}")))
+        }),
+        "the journal never recorded the child"
+    );
+    run.signal(libc::SIGKILL);
+    let _ = run.finish_killed();
+    assert!(
+        crate::lab::wait_until(std::time::Duration::from_secs(5), || !alive(child)),
+        "the set_weight command outlived its rollout"
+    );
+    assert!(
+        !group_members(child).is_empty(),
+        "its background grandchild is still there for the rollback to stop"
+    );
+
+    let (code, _, stderr) = rollout(dir.path(), &["rollback", "plan.toml"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "note: stopped process group {child} (set_weight), which the earlier `rollout`"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(group_members(child), Vec::<u32>::new());
+    assert_eq!(
+        weights(dir.path()),
+        "0\n",
+        "only the rollback's weight was ever set"
+    );
+}
