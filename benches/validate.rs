@@ -101,7 +101,7 @@ mode = "{mode}"
         }
     }
     let name = |m: usize| {
-        if m % 2 == 0 {
+        if m.is_multiple_of(2) {
             format!("\"error-rate-{m}\"")
         } else {
             format!("\"latency-{m}\"")

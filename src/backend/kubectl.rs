@@ -977,7 +977,7 @@ pub fn split_replicas(total: u32, weight: Weight) -> (u32, u32) {
 pub fn gateway_weights(weight: Weight) -> (u32, u32) {
     let share = (weight.percent() * 1000.0).round() as u32; // out of 100000
     let mut scale = 100u32;
-    while scale < 100_000 && share % (100_000 / scale) != 0 {
+    while scale < 100_000 && !share.is_multiple_of(100_000 / scale) {
         scale *= 10;
     }
     let canary = share / (100_000 / scale);

@@ -1,13 +1,12 @@
 //! One process at a time per rollout name.
 //!
-//! The lock is an advisory `flock` on `STATE_DIR/NAME/lock`, held for as long as the process
+//! The lock is an advisory file lock (`flock` on Linux, through std's `File::try_lock`) on `STATE_DIR/NAME/lock`, held for as long as the process
 //! lives: the kernel releases it when the process dies, however it dies, so a lock left by a
 //! dead process can never block anyone. The file also says who holds it (pid, start time,
 //! command), so a refused command can name the holder.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -65,13 +64,10 @@ impl Lock {
         let mut previous = String::new();
         let _ = file.read_to_string(&mut previous);
         let previous: Option<Holder> = serde_json::from_str(&previous).ok();
-        // SAFETY: flock(2) on a file descriptor we own for the lifetime of `file`.
-        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-        if !locked {
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) {
-                return Err(io(err));
-            }
+        if let Err(e) = file.try_lock() {
+            let std::fs::TryLockError::WouldBlock = e else {
+                return Err(io(std::io::Error::from(e)));
+            };
             let holder = previous.unwrap_or(Holder {
                 pid: 0,
                 started_at: "an unknown time".to_string(),
@@ -110,9 +106,11 @@ pub fn is_held(state_dir: &Path, name: &str) -> bool {
     let Ok(file) = File::open(Lock::path(state_dir, name)) else {
         return false;
     };
-    // SAFETY: flock(2) on a descriptor we own; a shared lock we get is released on close.
-    let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_SH | libc::LOCK_NB) } == 0;
-    !free
+    // A shared lock we get is released when the file is closed, at once.
+    matches!(
+        file.try_lock_shared(),
+        Err(std::fs::TryLockError::WouldBlock)
+    )
 }
 
 impl Drop for Lock {
