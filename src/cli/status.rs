@@ -196,7 +196,9 @@ fn render(journal: &Journal, running: bool) -> String {
     let mut metrics = journal.metrics.iter();
     if let Some((name, m)) = metrics.next() {
         let line = |name: &str, m: &rollout::state::journal::LastMeasurement| {
-            let value = m.value.map_or("no value".to_string(), show_number);
+            let value = m.value.map_or("no value".to_string(), |v| {
+                rollout::plan::show_reading(v, m.shown_as_percent)
+            });
             format!(
                 "{name} = {value}: {} (stage {}, {})",
                 m.verdict.as_str(),

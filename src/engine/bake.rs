@@ -18,7 +18,7 @@ use super::event::{Action, Event, Measurement};
 use super::verdict::{History, Reading, Standing, judge, standing};
 use super::{Engine, Halt};
 use crate::metrics::{Probe, Which, measure};
-use crate::plan::{Metric, MetricMode, Stage, show_number};
+use crate::plan::{Metric, MetricMode, Stage, show_reading};
 
 /// Extra time a whole measurement may take beyond the source's own timeout before the poller
 /// gives up on it (the source's client should have given up first).
@@ -220,6 +220,7 @@ fn measurement(
         detail,
         breach_streak: history.breach_streak(),
         warn_only: metric.mode == MetricMode::Warn,
+        shown_as_percent: metric.in_percent(),
     }
 }
 
@@ -240,16 +241,13 @@ fn breach_reason(stage: &Stage, metric: &Metric, reading: &Reading, history: &Hi
         .as_ref()
         .map(|c| format!(" (rollback when {c})"))
         .unwrap_or_default();
+    let show = |v: f64| show_reading(v, metric.in_percent());
     let what = match reading {
         Reading::Value {
             value,
             baseline: Some(b),
-        } => format!(
-            "was {} against a baseline of {}",
-            show_number(*value),
-            show_number(*b)
-        ),
-        Reading::Value { value, .. } => format!("was {}", show_number(*value)),
+        } => format!("was {} against a baseline of {}", show(*value), show(*b)),
+        Reading::Value { value, .. } => format!("was {}", show(*value)),
         _ => "had no data (on_no_data = \"fail\")".to_string(),
     };
     let streak = if metric.rollback_after > 1 {

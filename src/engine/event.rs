@@ -60,6 +60,9 @@ pub struct Measurement {
     pub breach_streak: u32,
     /// Whether this metric only warns (mode = "warn").
     pub warn_only: bool,
+    /// Whether its conditions are written in percent (`> 5%`): people are shown `value` and
+    /// `baseline` times 100 with a `%` (the numbers here stay fractions).
+    pub shown_as_percent: bool,
 }
 
 /// Where a backend action or hook comes from, for people reading the log.

@@ -105,19 +105,36 @@ impl BinOp {
     }
 }
 
+/// How a number was written: a percentage is shown back as one (`5%`, not `0.05`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Written {
+    Plain,
+    /// Written as this many percent (the value is a hundredth of it).
+    Percent(f64),
+}
+
 /// The right-hand side of a condition.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Expr {
-    Number(f64),
+    Number(f64, Written),
     Baseline,
     Neg(Box<Expr>),
     Binary(BinOp, Box<Expr>, Box<Expr>),
 }
 
 impl Expr {
+    fn has_percent(&self) -> bool {
+        match self {
+            Expr::Number(_, written) => matches!(written, Written::Percent(_)),
+            Expr::Baseline => false,
+            Expr::Neg(inner) => inner.has_percent(),
+            Expr::Binary(_, lhs, rhs) => lhs.has_percent() || rhs.has_percent(),
+        }
+    }
+
     fn uses_baseline(&self) -> bool {
         match self {
-            Expr::Number(_) => false,
+            Expr::Number(..) => false,
             Expr::Baseline => true,
             Expr::Neg(inner) => inner.uses_baseline(),
             Expr::Binary(_, lhs, rhs) => lhs.uses_baseline() || rhs.uses_baseline(),
@@ -128,7 +145,7 @@ impl Expr {
     /// arithmetic, but a threshold built on a division by zero is meaningless.
     fn eval(&self, baseline: Option<f64>) -> Option<f64> {
         let value = match self {
-            Expr::Number(n) => *n,
+            Expr::Number(n, _) => *n,
             Expr::Baseline => baseline?,
             Expr::Neg(inner) => -inner.eval(baseline)?,
             Expr::Binary(op, lhs, rhs) => op.apply(lhs.eval(baseline)?, rhs.eval(baseline)?),
@@ -138,7 +155,7 @@ impl Expr {
 
     fn precedence(&self) -> u8 {
         match self {
-            Expr::Number(_) | Expr::Baseline => ATOM_PRECEDENCE,
+            Expr::Number(..) | Expr::Baseline => ATOM_PRECEDENCE,
             Expr::Neg(_) => NEG_PRECEDENCE,
             Expr::Binary(op, _, _) => op.precedence(),
         }
@@ -156,7 +173,8 @@ fn write_operand(f: &mut fmt::Formatter<'_>, expr: &Expr, parens: bool) -> fmt::
 impl fmt::Display for Expr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Expr::Number(n) => write!(f, "{n}"),
+            Expr::Number(n, Written::Plain) => write!(f, "{n}"),
+            Expr::Number(_, Written::Percent(p)) => write!(f, "{p}%"),
             Expr::Baseline => f.write_str("baseline"),
             Expr::Neg(inner) => {
                 f.write_str("-")?;
@@ -181,6 +199,12 @@ pub struct Condition {
 }
 
 impl Condition {
+    /// Whether the condition was written in percent (`> 5%`): its metric's readings are then
+    /// shown in percent too (`14.87%`, not `0.1487`).
+    pub fn in_percent(&self) -> bool {
+        self.expr.has_percent()
+    }
+
     /// Whether the right-hand side refers to `baseline`.
     pub fn uses_baseline(&self) -> bool {
         self.expr.uses_baseline()
@@ -291,7 +315,7 @@ enum Tok {
     Assign,
     /// `=<` or `=>`; carries the operator the user probably meant.
     Reversed(&'static str),
-    Num(f64),
+    Num(f64, Written),
     Baseline,
     Ident,
     Plus,
@@ -308,7 +332,10 @@ impl Tok {
     }
 
     fn is_operand_start(self) -> bool {
-        matches!(self, Tok::Num(_) | Tok::Baseline | Tok::Ident | Tok::LParen)
+        matches!(
+            self,
+            Tok::Num(..) | Tok::Baseline | Tok::Ident | Tok::LParen
+        )
     }
 }
 
@@ -412,7 +439,13 @@ impl<'a> Lexer<'a> {
             return Err(invalid_number(lexeme, start));
         }
         match number_value(lexeme, percent) {
-            Some(value) if value.is_finite() => Ok(Tok::Num(value)),
+            Some(value) if value.is_finite() => {
+                let written = match lexeme.parse::<f64>() {
+                    Ok(as_written) if percent => Written::Percent(as_written),
+                    _ => Written::Plain,
+                };
+                Ok(Tok::Num(value, written))
+            }
             _ => {
                 let shown = &self.text[start..self.pos];
                 Err(ConditionError::new(
@@ -643,9 +676,9 @@ impl<'a> Parser<'a> {
             return Err(self.expected_operand(None));
         };
         match token.tok {
-            Tok::Num(value) => {
+            Tok::Num(value, written) => {
                 self.bump();
-                self.node(Expr::Number(value))
+                self.node(Expr::Number(value, written))
             }
             Tok::Baseline => {
                 self.bump();
@@ -770,7 +803,7 @@ mod tests {
     }
 
     fn num(value: f64) -> Expr {
-        Expr::Number(value)
+        Expr::Number(value, Written::Plain)
     }
 
     fn base() -> Expr {
@@ -882,11 +915,19 @@ mod tests {
             ("< 1e-400", 0.0),
         ];
         for (text, value) in cases {
-            assert_eq!(cond(text).expr, num(value), "{text:?}");
+            let Expr::Number(parsed, written) = cond(text).expr else {
+                panic!("{text:?} is not a number")
+            };
+            assert_eq!(parsed, value, "{text:?}");
+            assert_eq!(matches!(written, Written::Percent(_)), text.ends_with('%'));
         }
         assert_eq!(
             cond("<= baseline * 110%").expr,
-            bin(BinOp::Mul, base(), num(1.1))
+            bin(
+                BinOp::Mul,
+                base(),
+                Expr::Number(1.1, Written::Percent(110.0))
+            )
         );
     }
 
@@ -974,8 +1015,10 @@ mod tests {
         let cases = [
             ("<= baseline * 1.1 + 0.001", "<= baseline * 1.1 + 0.001"),
             ("<=baseline*1.1+0.001", "<= baseline * 1.1 + 0.001"),
-            ("> 5%", "> 0.05"),
-            (">= 99.5%", ">= 0.995"),
+            ("> 5%", "> 5%"),
+            (">= 99.5%", ">= 99.5%"),
+            ("< 1e2%", "< 100%"),
+            ("<= baseline * 110%", "<= baseline * 110%"),
             ("< 1e3", "< 1000"),
             ("!= 0", "!= 0"),
             ("< 1 - 2 - 3", "< 1 - 2 - 3"),

@@ -116,6 +116,16 @@ pub fn show_number(v: f64) -> String {
     }
 }
 
+/// A metric's reading in the unit its conditions were written in: `0.1487` is `14.87%` for
+/// a metric whose condition says `> 5%`.
+pub fn show_reading(value: f64, percent: bool) -> String {
+    if percent {
+        format!("{}%", show_number(value * 100.0))
+    } else {
+        show_number(value)
+    }
+}
+
 /// What to do when a stage cannot conclude (max_hold) or the run is interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -303,6 +313,16 @@ pub struct Metric {
     pub min_coverage: f64,
     pub on_no_data: OnNoData,
     pub mode: MetricMode,
+}
+
+impl Metric {
+    /// Whether its conditions are written in percent, so its readings are shown in percent.
+    pub fn in_percent(&self) -> bool {
+        [&self.advance, &self.rollback]
+            .into_iter()
+            .flatten()
+            .any(|c| c.in_percent())
+    }
 }
 
 /// How a metric is read from its source; the variant always matches the source's kind.

@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
-use comfy_table::Table;
+use comfy_table::{ContentArrangement, Table};
 
 use super::text;
 use crate::plan::{Metric, MetricMode, Plan, Stage};
 
-pub fn render(plan: &Plan) -> String {
+/// The table wraps its cells to fit `width` columns.
+pub fn render(plan: &Plan, width: u16) -> String {
     let mut table = Table::new();
     table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+    table.set_content_arrangement(ContentArrangement::Dynamic);
+    table.set_width(width);
     table.set_header([
         "#",
         "Weight",

@@ -140,6 +140,7 @@ mod tests {
             detail: None,
             breach_streak: u32::from(verdict == Verdict::Breach),
             warn_only: false,
+            shown_as_percent: metric == "errors",
         })
     }
 
@@ -194,9 +195,9 @@ mod tests {
 ┌───────┬────────┬───────┬───────────────────────────────────┬─────────────┐
 │ Stage ┆ Weight ┆ Time  ┆ Metrics (last measurement)        ┆ Result      │
 ╞═══════╪════════╪═══════╪═══════════════════════════════════╪═════════════╡
-│ 1     ┆ 10%    ┆ 1m 2s ┆ errors = 0.001: pass              ┆ passed      │
+│ 1     ┆ 10%    ┆ 1m 2s ┆ errors = 0.1%: pass               ┆ passed      │
 │       ┆        ┆       ┆ latency = 120: pass               ┆             │
-│ 2     ┆ 50%    ┆ 31s   ┆ errors = 0.2: breach (1 in a row) ┆ rolled back │
+│ 2     ┆ 50%    ┆ 31s   ┆ errors = 20%: breach (1 in a row) ┆ rolled back │
 │ 3     ┆ 100%   ┆ -     ┆                                   ┆ not reached │
 └───────┴────────┴───────┴───────────────────────────────────┴─────────────┘
 Decision: Rolled back because errors was 0.2.

@@ -86,6 +86,9 @@ pub struct LastMeasurement {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
     pub at: String,
+    /// Shown to people in percent (see `Measurement::shown_as_percent`).
+    #[serde(default)]
+    pub shown_as_percent: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -278,6 +281,7 @@ impl Journal {
                         verdict: m.verdict,
                         detail: m.detail.clone(),
                         at,
+                        shown_as_percent: m.shown_as_percent,
                     },
                 );
             }

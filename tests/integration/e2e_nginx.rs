@@ -300,7 +300,7 @@ fn a_canary_returning_5xx_is_rolled_back_by_the_promql_gate() {
     let (code, stderr, _) = run.finish();
     assert_eq!(code, 3, "{stderr}");
     assert!(
-        stderr.contains("ROLLED BACK: Rolled back to the stable version because metric error-rate was 1 (rollback when > 0.1) in stage 1 at 20%."),
+        stderr.contains("ROLLED BACK: Rolled back to the stable version because metric error-rate was 100% (rollback when > 10%) in stage 1 at 20%."),
         "{stderr}"
     );
     assert!(!stderr.contains("stage 2/3"), "it never advanced: {stderr}");

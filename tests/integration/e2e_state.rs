@@ -267,7 +267,7 @@ fn status_of_a_paused_rollout() {
 e2e: paused at 20% in stage 1 of 3 (since TIME)
   traffic  20% on the new version
   reason   Paused at 20% in stage 1: stage 1 at 20% could not pass within max_hold (1s after its bake): error-rate: the latest measurement is gray. Run `rollout resume` or `rollout rollback` to continue.
-  metrics  error-rate = 0.07: gray (stage 1, TIME)
+  metrics  error-rate = 7%: gray (stage 1, TIME)
   plan     DIR/plan.toml
   next     `rollout resume DIR/plan.toml` continues from stage 1, or `rollout rollback DIR/plan.toml` returns all traffic to stable
 "

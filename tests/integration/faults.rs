@@ -72,11 +72,12 @@ fn weights(dir: &Path) -> String {
 }
 
 /// The disk fills up (here: the journal becomes a directory, which fails every write even for
-/// root) after stage 1's weight: stage 2 is never started, and the run says where traffic is.
+/// root; the hook retries because rollout may write the journal between its rm and mkdir) after
+/// stage 1's weight: stage 2 is never started, and the run says where traffic is.
 #[test]
 fn a_journal_that_cannot_be_written_stops_traffic_from_moving() {
     let hook = r#"[[stages.hooks]]
-run = ["sh", "-c", "rm .rollout/shop/journal.json && mkdir -p .rollout/shop/journal.json/full"]"#;
+run = ["sh", "-c", "until mkdir -p .rollout/shop/journal.json/full 2>/dev/null; do rm -f .rollout/shop/journal.json; done"]"#;
     let dir = setup(&plan(hook, LATER_STAGES), "0\n");
     let (code, _, stderr) = rollout(dir.path(), &["run", "plan.toml"]);
     assert_eq!(code, 1, "{stderr}");

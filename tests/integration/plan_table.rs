@@ -57,25 +57,58 @@ const PLAN: &str = r#"
 
 #[test]
 fn shows_stages_gates_and_durations() {
+    // Not a terminal: the table is wrapped to COLUMNS, or to 100 columns without it.
     Test::new()
         .plan(PLAN)
+        .env("COLUMNS", "100")
         .args(&["plan", "plan.toml"])
         .stdout(
             "
             checkout-api (v2.3.0): canary through the command backend
-            ┌───┬────────┬───────────────┬─────────────────────────────────────────────────────────────────────────────┬──────────┬───────────────────────┬───────────────┐
-            │ # ┆ Weight ┆ Bake          ┆ Gates                                                                       ┆ Approval ┆ Hooks                 ┆ Elapsed (min) │
-            ╞═══╪════════╪═══════════════╪═════════════════════════════════════════════════════════════════════════════╪══════════╪═══════════════════════╪═══════════════╡
-            │ 1 ┆ 0%     ┆ -             ┆ - (no traffic to measure)                                                   ┆ -        ┆ ./migrate.sh --expand ┆ 0s            │
-            │ 2 ┆ 1%     ┆ 10m, poll 30s ┆ error-rate: advance <= baseline * 1.1 + 0.001; rollback > 0.05 (2 in a row) ┆ -        ┆ -                     ┆ 10m           │
-            │ 3 ┆ 50%    ┆ 5m, poll 30s  ┆ error-rate: advance <= baseline * 1.1 + 0.001; rollback > 0.05 (2 in a row) ┆ required ┆ -                     ┆ 15m           │
-            │   ┆        ┆               ┆ p99: rollback > 0.8 [warn only]                                             ┆          ┆                       ┆               │
-            │ 4 ┆ 100%   ┆ 15m, poll 30s ┆ error-rate: advance <= baseline * 1.1 + 0.001; rollback > 0.05 (2 in a row) ┆ -        ┆ -                     ┆ 30m           │
-            │   ┆        ┆               ┆ p99: rollback > 0.8 [warn only]                                             ┆          ┆                       ┆               │
-            └───┴────────┴───────────────┴─────────────────────────────────────────────────────────────────────────────┴──────────┴───────────────────────┴───────────────┘
+            ┌───┬────────┬───────────────┬───────────────────────────┬──────────┬──────────────┬───────────────┐
+            │ # ┆ Weight ┆ Bake          ┆ Gates                     ┆ Approval ┆ Hooks        ┆ Elapsed (min) │
+            ╞═══╪════════╪═══════════════╪═══════════════════════════╪══════════╪══════════════╪═══════════════╡
+            │ 1 ┆ 0%     ┆ -             ┆ - (no traffic to measure) ┆ -        ┆ ./migrate.sh ┆ 0s            │
+            │   ┆        ┆               ┆                           ┆          ┆ --expand     ┆               │
+            │ 2 ┆ 1%     ┆ 10m, poll 30s ┆ error-rate: advance <=    ┆ -        ┆ -            ┆ 10m           │
+            │   ┆        ┆               ┆ baseline * 1.1 + 0.001;   ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ rollback > 5% (2 in a     ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ row)                      ┆          ┆              ┆               │
+            │ 3 ┆ 50%    ┆ 5m, poll 30s  ┆ error-rate: advance <=    ┆ required ┆ -            ┆ 15m           │
+            │   ┆        ┆               ┆ baseline * 1.1 + 0.001;   ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ rollback > 5% (2 in a     ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ row)                      ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ p99: rollback > 0.8 [warn ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ only]                     ┆          ┆              ┆               │
+            │ 4 ┆ 100%   ┆ 15m, poll 30s ┆ error-rate: advance <=    ┆ -        ┆ -            ┆ 30m           │
+            │   ┆        ┆               ┆ baseline * 1.1 + 0.001;   ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ rollback > 5% (2 in a     ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ row)                      ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ p99: rollback > 0.8 [warn ┆          ┆              ┆               │
+            │   ┆        ┆               ┆ only]                     ┆          ┆              ┆               │
+            └───┴────────┴───────────────┴───────────────────────────┴──────────┴──────────────┴───────────────┘
             Minimum duration: 30m (every stage passes when its bake ends)
             Worst case:       1h 40m (every stage uses its full max_hold; hooks run to their timeouts)
             ",
         )
         .run();
+}
+
+#[test]
+fn the_table_fits_the_width_it_is_given() {
+    for columns in [80, 100, 200] {
+        let ran = Test::new()
+            .plan(PLAN)
+            .env("COLUMNS", &columns.to_string())
+            .args(&["plan", "plan.toml"])
+            .run();
+        let widest = ran
+            .stdout()
+            .lines()
+            .filter(|l| l.starts_with(['┌', '│', '╞', '└']))
+            .map(|l| l.chars().count())
+            .max()
+            .unwrap();
+        assert!(widest <= columns, "{widest} > {columns}:\n{}", ran.stdout());
+    }
 }
