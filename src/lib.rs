@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod engine;
+pub mod exit;
 pub mod metrics;
 pub mod plan;
 pub mod report;

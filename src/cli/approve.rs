@@ -34,5 +34,5 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<Exit> {
     rollout::backend::exec::write_atomically(&path, serde_json::to_string(&answer)?.as_bytes())?;
     let verb = if args.reject { "refused" } else { "approved" };
     eprintln!("{verb} the waiting stage of `{name}` as {}", answer.by);
-    Ok(Exit::Promoted)
+    Ok(Exit::Success)
 }

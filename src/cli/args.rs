@@ -13,7 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
         A plan (TOML) names the traffic backend, the stages of traffic weight, how long each \
         bakes, and the metrics that decide. `rollout run` drives the backend stage by stage, \
         promotes when every gate holds and rolls back by itself when one breaks.",
-    after_help = "Examples:\n  rollout validate plans/*.toml\n  rollout plan plans/nginx-canary.toml\n  rollout run plans/nginx-canary.toml --dry-run\n\nExit codes: 0 promoted or valid, 1 could not proceed, 2 usage error or invalid plan, 3 rolled back, 4 paused, 5 rollback failed.",
+    after_help = format!(
+        "Examples:\n  rollout validate plans/*.toml\n  rollout plan plans/nginx-canary.toml\n  rollout run plans/nginx-canary.toml --dry-run\n\n{}",
+        rollout::exit::Exit::help()
+    ),
     propagate_version = true
 )]
 pub struct Cli {

@@ -19,40 +19,13 @@ use clap::Parser;
 pub use args::Cli;
 use args::{ColorChoice, Command};
 
-/// Exit codes, as the plan format contract fixes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Exit {
-    Promoted = 0,
-    CouldNotProceed = 1,
-    Invalid = 2,
-    RolledBack = 3,
-    Paused = 4,
-    RollbackFailed = 5,
-}
-
-impl From<Exit> for ExitCode {
-    fn from(exit: Exit) -> ExitCode {
-        ExitCode::from(exit as u8)
-    }
-}
+pub use rollout::exit::Exit;
 
 /// The async runtime of the commands that drive a rollout.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-}
-
-/// The process exit code for how a run ended, as the plan contract fixes it.
-pub fn exit_for(kind: rollout::engine::event::OutcomeKind) -> Exit {
-    use rollout::engine::event::OutcomeKind::*;
-    match kind {
-        Promoted => Exit::Promoted,
-        Failed => Exit::CouldNotProceed,
-        RolledBack => Exit::RolledBack,
-        Paused => Exit::Paused,
-        RollbackFailed => Exit::RollbackFailed,
-    }
 }
 
 /// Whether to color what goes to stderr: `--color`, then NO_COLOR, then whether it is a terminal.

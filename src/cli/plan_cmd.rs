@@ -13,7 +13,7 @@ pub fn plan(args: &PlanArgs, color: bool) -> anyhow::Result<Exit> {
         "{}",
         rollout::report::plan_table::render(&plan, output_width())
     );
-    Ok(Exit::Promoted)
+    Ok(Exit::Success)
 }
 
 /// The terminal's width; otherwise `COLUMNS` when set, else a width that reads well in a log.

@@ -10,7 +10,7 @@ use rollout::state::{Journal, Pending, Status};
 
 use super::args::ResumeArgs;
 use super::session::{JournalStart, Session};
-use super::{Exit, exit_for, load_valid_plan};
+use super::{Exit, load_valid_plan};
 
 pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
     let Some(plan) = load_valid_plan(&args.plan, color)? else {
@@ -79,7 +79,7 @@ pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
             Err(exit) => return Ok(exit),
         };
         let outcome = session.drive(start).await?;
-        Ok(exit_for(outcome.kind))
+        Ok(outcome.exit)
     })
 }
 

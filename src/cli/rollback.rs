@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use rollout::backend::Recovery;
-use rollout::engine::event::OutcomeKind;
 use rollout::state::Journal;
 
 use super::Exit;
@@ -72,10 +71,6 @@ pub fn rollback(args: &RollbackArgs, color: bool) -> anyhow::Result<Exit> {
         };
         let reason = "it was requested with `rollout rollback`".to_string();
         let outcome = session.roll_back(reason, recovery).await?;
-        Ok(match outcome.kind {
-            OutcomeKind::RolledBack => Exit::Promoted,
-            OutcomeKind::Failed => Exit::CouldNotProceed,
-            _ => Exit::RollbackFailed,
-        })
+        Ok(outcome.exit)
     })
 }

@@ -7,7 +7,7 @@ use rollout::state::{Journal, Status};
 
 use super::args::RunArgs;
 use super::session::{JournalStart, Session};
-use super::{Exit, exit_for, load_valid_plan};
+use super::{Exit, load_valid_plan};
 
 pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
     let Some(plan) = load_valid_plan(&args.plan, color)? else {
@@ -35,7 +35,7 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
             Err(exit) => return Ok(exit),
         };
         let outcome = session.drive(Start::Fresh).await?;
-        Ok(exit_for(outcome.kind))
+        Ok(outcome.exit)
     })
 }
 

@@ -164,6 +164,7 @@ impl Session {
             interrupts: listen_for_signals(journal)?,
             dry_run,
             start: Start::Fresh,
+            requested_rollback: false,
         };
         Ok(Ok(Session {
             engine,

@@ -60,7 +60,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
             println!("{}", serde_json::to_string_pretty(&json)?);
         }
     }
-    Ok(Exit::Promoted)
+    Ok(Exit::Success)
 }
 
 /// A plan file gives its name; anything else is taken as the name.

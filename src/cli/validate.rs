@@ -68,7 +68,7 @@ pub fn validate(args: &ValidateArgs, color: bool) -> anyhow::Result<Exit> {
         println!("{}", serde_json::to_string_pretty(&out)?);
     }
     Ok(if all_valid {
-        Exit::Promoted
+        Exit::Success
     } else {
         Exit::Invalid
     })

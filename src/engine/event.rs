@@ -10,6 +10,7 @@ use serde::Serialize;
 use thiserror::Error;
 
 use super::verdict::Verdict;
+use crate::exit::Exit;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -25,14 +26,14 @@ pub enum OutcomeKind {
 }
 
 impl OutcomeKind {
-    /// The process exit code the plan contract gives this outcome.
-    pub fn exit_code(self) -> u8 {
+    /// The exit code the plan contract gives a run (`run`, `resume`) that ends this way.
+    pub fn exit(self) -> Exit {
         match self {
-            OutcomeKind::Promoted => 0,
-            OutcomeKind::Failed => 1,
-            OutcomeKind::RolledBack => 3,
-            OutcomeKind::Paused => 4,
-            OutcomeKind::RollbackFailed => 5,
+            OutcomeKind::Promoted => Exit::Success,
+            OutcomeKind::Failed => Exit::CouldNotProceed,
+            OutcomeKind::RolledBack => Exit::RolledBack,
+            OutcomeKind::Paused => Exit::Paused,
+            OutcomeKind::RollbackFailed => Exit::RollbackFailed,
         }
     }
 }
@@ -44,6 +45,21 @@ pub struct Outcome {
     pub reason: String,
     /// Traffic on the new version when the run ended, in percent; `None` when unknown.
     pub weight: Option<f64>,
+    /// The process's exit code: the run's by `kind`, except that a rollback asked for with
+    /// `rollout rollback` that succeeded is a success.
+    #[serde(rename = "exit_code")]
+    pub exit: Exit,
+}
+
+impl Outcome {
+    pub fn new(kind: OutcomeKind, reason: String, weight: Option<f64>) -> Outcome {
+        Outcome {
+            kind,
+            reason,
+            weight,
+            exit: kind.exit(),
+        }
+    }
 }
 
 /// One measurement of one metric, as reported and kept as evidence.

@@ -111,6 +111,8 @@ pub struct Engine {
     pub interrupts: mpsc::UnboundedReceiver<String>,
     pub dry_run: bool,
     pub start: Start,
+    /// `rollout rollback`: the rollback is what was asked for, so a confirmed one is a success.
+    pub requested_rollback: bool,
 }
 
 struct State {
@@ -129,11 +131,11 @@ impl Engine {
             self.plan_hooks(HookEvent::Started, at, None).await;
         }
         if let Err(e) = self.backend.preflight().await {
-            let outcome = Outcome {
-                kind: OutcomeKind::Failed,
-                reason: format!("The preflight check failed, so nothing was changed: {e}."),
-                weight: None,
-            };
+            let outcome = Outcome::new(
+                OutcomeKind::Failed,
+                format!("The preflight check failed, so nothing was changed: {e}."),
+                None,
+            );
             return self.finish(outcome).await;
         }
         if let Some(state) = self.backend.saved_state()
@@ -190,11 +192,7 @@ impl Engine {
                 Weight::FULL
             )
         };
-        let outcome = Outcome {
-            kind: OutcomeKind::Promoted,
-            reason,
-            weight: Some(100.0),
-        };
+        let outcome = Outcome::new(OutcomeKind::Promoted, reason, Some(100.0));
         self.finish(outcome).await
     }
 
@@ -285,14 +283,14 @@ impl Engine {
                     Some(&reason),
                 )
                 .await;
-                let outcome = Outcome {
-                    kind: OutcomeKind::Paused,
-                    reason: format!(
+                let outcome = Outcome::new(
+                    OutcomeKind::Paused,
+                    format!(
                         "Paused at {} in stage {}: {reason}. Run `rollout resume` or `rollout rollback` to continue.",
                         state.weight, state.stage
                     ),
-                    weight: Some(state.weight.percent()),
-                };
+                    Some(state.weight.percent()),
+                );
                 return self.finish(outcome).await;
             }
             Halt::Rollback(reason) => (reason, false),
@@ -311,11 +309,7 @@ impl Engine {
             let at = change_at(state.stage, state.weight, state.weight);
             self.plan_hooks(HookEvent::RollbackFailed, at, Some(&reason))
                 .await;
-            let outcome = Outcome {
-                kind: OutcomeKind::RollbackFailed,
-                reason,
-                weight: None,
-            };
+            let outcome = Outcome::new(OutcomeKind::RollbackFailed, reason, None);
             return self.finish(outcome).await;
         }
         self.plan_hooks(
@@ -325,19 +319,17 @@ impl Engine {
         )
         .await;
         let outcome = if failure {
-            Outcome {
-                kind: OutcomeKind::Failed,
-                reason: format!(
-                    "Could not proceed: {reason}. Traffic was returned to the stable version."
-                ),
-                weight: Some(0.0),
-            }
+            Outcome::new(
+                OutcomeKind::Failed,
+                format!("Could not proceed: {reason}. Traffic was returned to the stable version."),
+                Some(0.0),
+            )
         } else {
-            Outcome {
-                kind: OutcomeKind::RolledBack,
-                reason: format!("Rolled back to the stable version because {reason}."),
-                weight: Some(0.0),
-            }
+            Outcome::new(
+                OutcomeKind::RolledBack,
+                format!("Rolled back to the stable version because {reason}."),
+                Some(0.0),
+            )
         };
         self.finish(outcome).await
     }
@@ -358,13 +350,13 @@ impl Engine {
                     }
                 }
                 Err(e) => {
-                    let outcome = Outcome {
-                        kind: OutcomeKind::RollbackFailed,
-                        reason: format!(
+                    let outcome = Outcome::new(
+                        OutcomeKind::RollbackFailed,
+                        format!(
                             "Cannot roll back without the journal, so nothing was changed: {e}."
                         ),
-                        weight: None,
-                    };
+                        None,
+                    );
                     return self.finish(outcome).await;
                 }
             }
@@ -373,6 +365,9 @@ impl Engine {
             weight: Weight::FULL,
             stage: 0,
         };
+        // The exit code is decided before the outcome is told, so the `finished` event and
+        // the process agree.
+        self.requested_rollback = true;
         self.halt(Halt::Rollback(reason), &state).await
     }
 
@@ -418,11 +413,11 @@ impl Engine {
 
     /// The run could not even put its start on record: nothing was changed.
     async fn unrecorded_start(&self, e: LedgerError) -> Outcome {
-        let outcome = Outcome {
-            kind: OutcomeKind::Failed,
-            reason: format!("Could not start, so nothing was changed: {e}."),
-            weight: None,
-        };
+        let outcome = Outcome::new(
+            OutcomeKind::Failed,
+            format!("Could not start, so nothing was changed: {e}."),
+            None,
+        );
         self.finish(outcome).await
     }
 
@@ -430,16 +425,16 @@ impl Engine {
     /// believe traffic is still where the record says. Traffic stays where the run left it,
     /// and the outcome says exactly where that is.
     fn unrecorded_rollback(&self, e: LedgerError, reason: &str, state: &State) -> Outcome {
-        let outcome = Outcome {
-            kind: OutcomeKind::Failed,
-            reason: format!(
+        let outcome = Outcome::new(
+            OutcomeKind::Failed,
+            format!(
                 "Could not proceed: {reason}, but rolling back was not started because {e}. \
                  Traffic was left where it was: {} on the new version (stage {}). Make the state \
                  folder writable again, then run `rollout rollback` (or `rollout resume`)",
                 state.weight, state.stage
             ),
-            weight: Some(state.weight.percent()),
-        };
+            Some(state.weight.percent()),
+        );
         self.events.emit(Event::Finished(outcome.clone()));
         outcome
     }
@@ -465,7 +460,10 @@ impl Engine {
         hooks::run_plan_hooks(&*self.exec, &self.events, &self.plan, on, at, reason).await;
     }
 
-    async fn finish(&self, outcome: Outcome) -> Outcome {
+    async fn finish(&self, mut outcome: Outcome) -> Outcome {
+        if self.requested_rollback && outcome.kind == OutcomeKind::RolledBack {
+            outcome.exit = crate::exit::Exit::Success;
+        }
         if let Err(e) = self.commit(Event::Finished(outcome.clone())).await {
             self.events.emit(Event::Warning {
                 message: format!(

@@ -352,6 +352,7 @@ impl Setup {
             interrupts: rx,
             dry_run: false,
             start: super::Start::Fresh,
+            requested_rollback: false,
         };
         let outcome = engine.run().await;
         let calls = log.calls.lock().unwrap().clone();
@@ -642,7 +643,7 @@ async fn a_backend_failure_returns_traffic_to_stable_and_exits_1() {
     setup.fail_weight = Some(50.0);
     let run = setup.run().await;
     assert_eq!(run.outcome.kind, OutcomeKind::Failed);
-    assert_eq!(run.outcome.kind.exit_code(), 1);
+    assert_eq!(run.outcome.exit.code(), 1);
     assert_eq!(run.backend_calls(), ["weight 10", "weight 50", "rollback"]);
     assert!(
         run.outcome.reason.contains("the router said no"),
@@ -662,7 +663,7 @@ async fn a_rollback_that_keeps_failing_is_reported_as_unknown_traffic() {
     setup.rollback_fails = true;
     let run = setup.run().await;
     assert_eq!(run.outcome.kind, OutcomeKind::RollbackFailed);
-    assert_eq!(run.outcome.kind.exit_code(), 5);
+    assert_eq!(run.outcome.exit.code(), 5);
     assert_eq!(run.outcome.weight, None);
     assert_eq!(
         run.backend_calls(),

@@ -84,7 +84,7 @@ mod tests {
             at(1, Event::BakeStarted { stage: 1, bake: Duration::from_secs(60), interval: Duration::from_secs(10), max_hold: Duration::from_secs(300), metrics: vec!["errors".into()] }),
             at(11, Event::Measured(Measurement { stage: 1, metric: "errors".into(), value: Some(0.2), baseline: Some(0.01), verdict: Verdict::Breach, detail: None, breach_streak: 1, warn_only: false, shown_as_percent: false })),
             at(11, Event::RollingBack { reason: "metric errors was 0.2 in stage 1 at 10%".into() }),
-            at(12, Event::Finished(Outcome { kind: OutcomeKind::RolledBack, reason: "Rolled back to the stable version because metric errors was 0.2 in stage 1 at 10%.".into(), weight: Some(0.0) })),
+            at(12, Event::Finished(Outcome::new(OutcomeKind::RolledBack, "Rolled back to the stable version because metric errors was 0.2 in stage 1 at 10%.".into(), Some(0.0)))),
         ]
     }
 

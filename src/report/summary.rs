@@ -179,11 +179,11 @@ mod tests {
             at(92, measured(2, "errors", 0.2, Verdict::Breach)),
             at(
                 93,
-                Event::Finished(Outcome {
-                    kind: OutcomeKind::RolledBack,
-                    reason: "Rolled back because errors was 0.2.".into(),
-                    weight: Some(0.0),
-                }),
+                Event::Finished(Outcome::new(
+                    OutcomeKind::RolledBack,
+                    "Rolled back because errors was 0.2.".into(),
+                    Some(0.0),
+                )),
             ),
         ];
         for event in &events {

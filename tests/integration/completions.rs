@@ -39,3 +39,26 @@ fn every_shell_is_supported() {
         assert!(generated(shell).contains("rollout"), "{shell}");
     }
 }
+
+/// Exit codes are defined once (`rollout::exit::Exit`): the README, the docs and `--help` say
+/// what it says.
+#[test]
+fn exit_codes_are_documented_as_defined() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let table = rollout::exit::Exit::markdown_table();
+    for doc in ["README.md", "docs/plan.md", "docs/events.md"] {
+        let text = std::fs::read_to_string(root.join(doc)).unwrap();
+        assert!(
+            text.contains(&table),
+            "{doc} must hold the exit code table exactly as rollout::exit::Exit defines it:\n{table}"
+        );
+    }
+    let output = Command::new(rollout_bin()).arg("--help").output().unwrap();
+    // clap wraps long lines to the terminal.
+    let words = |text: &str| text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let help = words(&String::from_utf8(output.stdout).unwrap());
+    assert!(
+        help.contains(&words(&rollout::exit::Exit::help())),
+        "{help}"
+    );
+}
