@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Probe, ProbeError, Which, finite};
-use crate::backend::exec::{Cmd, run_command};
+use crate::backend::exec::{Cmd, KEEP, human_bytes, run_command};
 use crate::plan::Argv;
 
 pub struct CommandProbe {
@@ -36,6 +36,7 @@ impl Probe for CommandProbe {
             env: vec![("ROLLOUT_METRIC".into(), self.metric.clone())],
             timeout: self.timeout,
             purpose: format!("measure {}", self.metric),
+            stdout_keep: KEEP,
         };
         let output = run_command(&cmd).await.map_err(|e| match e {
             crate::backend::ExecError::Timeout { after, .. } => ProbeError::Timeout(after),
@@ -47,6 +48,13 @@ impl Probe for CommandProbe {
                 self.argv(which),
                 output.status_text(),
                 output.tail()
+            )));
+        }
+        if output.stdout_dropped > 0 {
+            // Far more than one number: unusable, whatever its first and last bytes say.
+            return Err(ProbeError::Malformed(format!(
+                "expected one number on stdout, got {} of output",
+                human_bytes(output.stdout_dropped + 2 * KEEP as u64)
             )));
         }
         parse_output(&output.stdout)
@@ -76,5 +84,40 @@ mod tests {
         assert_eq!(parse_output("NaN"), Ok(None));
         assert!(parse_output("0.1 0.2").is_err());
         assert!(parse_output("error: boom").is_err());
+    }
+
+    fn probe(script: &str) -> CommandProbe {
+        CommandProbe {
+            run: Argv::new(["sh", "-c", script].map(String::from).to_vec()).unwrap(),
+            baseline_run: None,
+            timeout: Duration::from_secs(60),
+            metric: "m".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_flood_on_stdout_is_an_unusable_answer() {
+        let err = probe("head -c 50000000 /dev/zero")
+            .read(Which::Value)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "unusable answer: expected one number on stdout, got 50.0 MB of output"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_huge_stderr_line_is_bounded_in_the_error() {
+        let err = probe("head -c 20000000 /dev/zero | tr '\\0' x >&2; exit 2")
+            .read(Which::Value)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.len() < 1_000, "{} bytes", err.len());
+        assert!(
+            err.ends_with(&format!("…{} (19.9 MB of stderr dropped)", "x".repeat(500))),
+            "{err}"
+        );
     }
 }
