@@ -33,6 +33,11 @@ pub enum ProbeError {
     Http { status: u16, message: String },
     #[error("unusable answer: {0}")]
     Malformed(String),
+    /// Only the origin is kept: the full `Location` may carry a token.
+    #[error(
+        "the source redirected to another origin ({0}); rollout does not send the source's headers there: set the source's url to the final address"
+    )]
+    CrossOriginRedirect(String),
     #[error("{0}")]
     Command(String),
 }
@@ -69,9 +74,27 @@ pub fn http_client() -> Result<reqwest::Client, SetupError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("rollout/", env!("CARGO_PKG_VERSION")))
+        // reqwest strips `Authorization` on a redirect to another host, but sends every other
+        // header (an `X-Api-Key`) along, and would add a Referer naming the source's URL.
+        .redirect(reqwest::redirect::Policy::custom(same_origin_only))
+        .referer(false)
         .build()
         .map_err(|e| SetupError::Client(e.to_string()))
 }
+
+/// Follows a redirect only within the origin (scheme, host and port) the request was sent to,
+/// with reqwest's usual limit on the chain's length; refuses any other.
+fn same_origin_only(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let next = attempt.url().origin();
+    if attempt.previous().first().map(|first| first.origin()) != Some(next.clone()) {
+        return attempt.error(CrossOrigin(next.ascii_serialization()));
+    }
+    reqwest::redirect::Policy::default().redirect(attempt)
+}
+
+#[derive(Debug, Error)]
+#[error("redirect to another origin ({0})")]
+struct CrossOrigin(String);
 
 /// Builds the probe of every metric, resolving `${VAR}`s now, before anything is touched.
 pub fn build_all(plan: &Plan, client: &reqwest::Client) -> Result<Vec<Arc<dyn Probe>>, SetupError> {
@@ -203,6 +226,13 @@ pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
 pub fn transport_error(e: reqwest::Error, timeout: Duration) -> ProbeError {
     if e.is_timeout() {
         return ProbeError::Timeout(timeout);
+    }
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        if let Some(CrossOrigin(origin)) = inner.downcast_ref() {
+            return ProbeError::CrossOriginRedirect(origin.clone());
+        }
+        source = inner.source();
     }
     let e = e.without_url();
     let mut message = e.to_string();
