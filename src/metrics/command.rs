@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Probe, ProbeError, Which, finite};
+use super::{Probe, ProbeError, Redactor, Which, finite};
 use crate::backend::exec::{Cmd, KEEP, human_bytes, run_command};
 use crate::plan::Argv;
 
@@ -13,6 +13,7 @@ pub struct CommandProbe {
     pub baseline_run: Option<Argv>,
     pub timeout: Duration,
     pub metric: String,
+    pub redactor: Redactor,
 }
 
 impl CommandProbe {
@@ -31,6 +32,12 @@ impl Probe for CommandProbe {
     }
 
     async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError> {
+        self.run(which).await.map_err(|e| self.redactor.error(e))
+    }
+}
+
+impl CommandProbe {
+    async fn run(&self, which: Which) -> Result<Option<f64>, ProbeError> {
         let cmd = Cmd {
             argv: self.argv(which).as_slice().to_vec(),
             env: vec![("ROLLOUT_METRIC".into(), self.metric.clone())],
@@ -92,6 +99,7 @@ mod tests {
             baseline_run: None,
             timeout: Duration::from_secs(60),
             metric: "m".into(),
+            redactor: Redactor::default(),
         }
     }
 

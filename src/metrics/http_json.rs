@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Probe, ProbeError, Which, finite, transport_error};
+use super::{Probe, ProbeError, Redactor, Which, finite, transport_error};
 
 pub struct HttpJson {
     pub client: reqwest::Client,
@@ -15,6 +15,7 @@ pub struct HttpJson {
     pub timeout: Duration,
     pub path: String,
     pub baseline_path: Option<String>,
+    pub redactor: Redactor,
 }
 
 impl HttpJson {
@@ -33,6 +34,12 @@ impl Probe for HttpJson {
     }
 
     async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError> {
+        self.get(which).await.map_err(|e| self.redactor.error(e))
+    }
+}
+
+impl HttpJson {
+    async fn get(&self, which: Which) -> Result<Option<f64>, ProbeError> {
         let response = self
             .client
             .get(&self.url)
@@ -47,10 +54,9 @@ impl Probe for HttpJson {
             .await
             .map_err(|e| transport_error(e, self.timeout))?;
         if !status.is_success() {
-            let text = String::from_utf8_lossy(&body);
             return Err(ProbeError::Http {
                 status: status.as_u16(),
-                message: text.trim().chars().take(200).collect(),
+                message: self.redactor.snippet(&body),
             });
         }
         extract(&body, self.pointer(which))
@@ -66,7 +72,8 @@ pub fn extract(body: &[u8], pointer: &str) -> Result<Option<f64>, ProbeError> {
         None | Some(serde_json::Value::Null) => Ok(None),
         Some(serde_json::Value::Number(n)) => Ok(n.as_f64().and_then(finite)),
         Some(serde_json::Value::String(s)) => s.trim().parse::<f64>().map(finite).map_err(|_| {
-            ProbeError::Malformed(format!("{pointer} is the string {s:?}, not a number"))
+            let shown: String = s.chars().take(80).collect();
+            ProbeError::Malformed(format!("{pointer} is the string {shown:?}, not a number"))
         }),
         Some(other) => Err(ProbeError::Malformed(format!(
             "{pointer} is {}, not a number",

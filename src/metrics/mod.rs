@@ -5,6 +5,7 @@
 pub mod command;
 pub mod http_json;
 pub mod prometheus;
+mod redact;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use thiserror::Error;
 use crate::engine::verdict::Reading;
 use crate::plan::template::{MissingVar, Template};
 use crate::plan::{Headers, Metric, Plan, Query, SourceKind};
+
+pub use redact::{REDACTED, Redactor};
 
 /// Which of a metric's two queries to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,16 +101,46 @@ struct CrossOrigin(String);
 
 /// Builds the probe of every metric, resolving `${VAR}`s now, before anything is touched.
 pub fn build_all(plan: &Plan, client: &reqwest::Client) -> Result<Vec<Arc<dyn Probe>>, SetupError> {
+    let redactor = secrets(plan);
     plan.metrics
         .iter()
-        .map(|m| build(plan, m, client))
+        .map(|m| build(plan, m, client, &redactor))
         .collect()
+}
+
+/// Every value a source's url or headers take from the environment, and every whole header
+/// value. All probes redact all of them: a metric command inherits the environment too.
+fn secrets(plan: &Plan) -> Redactor {
+    let mut values = Vec::new();
+    let mut add = |t: &Template, whole: bool| {
+        values.extend(t.vars().filter_map(|v| std::env::var(v).ok()));
+        if whole {
+            values.extend(t.resolve_env().ok());
+        }
+    };
+    for source in &plan.sources {
+        if let SourceKind::Prometheus { url, headers } | SourceKind::HttpJson { url, headers } =
+            &source.kind
+        {
+            add(url, false);
+            for (_, value) in headers {
+                add(value, true);
+            }
+        }
+    }
+    for metric in &plan.metrics {
+        if let Query::HttpJson { url: Some(url), .. } = &metric.query {
+            add(url, false);
+        }
+    }
+    Redactor::new(values)
 }
 
 fn build(
     plan: &Plan,
     metric: &Metric,
     client: &reqwest::Client,
+    redactor: &Redactor,
 ) -> Result<Arc<dyn Probe>, SetupError> {
     let source = &plan.sources[metric.source];
     let name = source.name.as_str();
@@ -146,6 +179,7 @@ fn build(
             query: query.clone(),
             baseline: baseline.clone(),
             reduce: *reduce,
+            redactor: redactor.clone(),
         }),
         (
             SourceKind::HttpJson { url, headers },
@@ -164,6 +198,7 @@ fn build(
                 timeout: source.timeout,
                 path: path.clone(),
                 baseline_path: baseline_path.clone(),
+                redactor: redactor.clone(),
             })
         }
         (SourceKind::Command, Query::Command { run, baseline_run }) => {
@@ -172,6 +207,7 @@ fn build(
                 baseline_run: baseline_run.clone(),
                 timeout: source.timeout,
                 metric: metric.name.to_string(),
+                redactor: redactor.clone(),
             })
         }
         _ => unreachable!("validation pairs every metric's query with its source's kind"),

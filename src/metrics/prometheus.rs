@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Probe, ProbeError, Which, finite, transport_error};
+use super::{Probe, ProbeError, Redactor, Which, finite, transport_error};
 use crate::plan::Reduce;
 
 pub struct Prometheus {
@@ -18,6 +18,7 @@ pub struct Prometheus {
     pub query: String,
     pub baseline: Option<String>,
     pub reduce: Option<Reduce>,
+    pub redactor: Redactor,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +68,12 @@ impl Probe for Prometheus {
     }
 
     async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError> {
+        self.get(which).await.map_err(|e| self.redactor.error(e))
+    }
+}
+
+impl Prometheus {
+    async fn get(&self, which: Which) -> Result<Option<f64>, ProbeError> {
         let request = self
             .client
             .get(self.endpoint())
@@ -82,15 +89,17 @@ impl Probe for Prometheus {
             .bytes()
             .await
             .map_err(|e| transport_error(e, self.timeout))?;
-        interpret(status.as_u16(), &body, self.reduce)
+        interpret(status.as_u16(), &body, self.reduce, &self.redactor)
     }
 }
 
 /// Turns Prometheus's answer into a value. Public for unit tests over recorded answers.
+/// `redactor` is for the body quoted in errors (the caller redacts the rest).
 pub fn interpret(
     status: u16,
     body: &[u8],
     reduce: Option<Reduce>,
+    redactor: &Redactor,
 ) -> Result<Option<f64>, ProbeError> {
     let parsed: Result<Response, _> = serde_json::from_slice(body);
     let response = match parsed {
@@ -103,7 +112,7 @@ pub fn interpret(
         Err(_) => {
             return Err(ProbeError::Http {
                 status,
-                message: snippet(body),
+                message: redactor.snippet(body),
             });
         }
     };
@@ -111,7 +120,7 @@ pub fn interpret(
         let message = match (response.error_type, response.error) {
             (Some(t), Some(e)) => format!("{t}: {e}"),
             (None, Some(e)) => e,
-            _ => snippet(body),
+            _ => redactor.snippet(body),
         };
         return Err(ProbeError::Http { status, message });
     }
@@ -156,18 +165,10 @@ fn reduce_samples(samples: Vec<Sample>, reduce: Option<Reduce>) -> Result<Option
 
 /// Prometheus sends sample values as strings: "0.5", "NaN", "+Inf".
 fn parse_value(text: &str) -> Result<Option<f64>, ProbeError> {
-    text.parse::<f64>()
-        .map(finite)
-        .map_err(|_| ProbeError::Malformed(format!("`{text}` is not a number")))
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    }
+    text.parse::<f64>().map(finite).map_err(|_| {
+        let shown: String = text.chars().take(80).collect();
+        ProbeError::Malformed(format!("`{shown}` is not a number"))
+    })
 }
 
 #[cfg(test)]
@@ -175,7 +176,7 @@ mod tests {
     use super::*;
 
     fn ok(body: &str) -> Result<Option<f64>, ProbeError> {
-        interpret(200, body.as_bytes(), None)
+        interpret(200, body.as_bytes(), None, &Redactor::default())
     }
 
     #[test]
@@ -217,7 +218,7 @@ mod tests {
         let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"i":"a"},"value":[1,"1"]},{"metric":{"i":"b"},"value":[1,"3"]},{"metric":{"i":"c"},"value":[1,"NaN"]}]}}"#;
         let err = ok(body).unwrap_err();
         assert!(err.to_string().contains("returned 3 series"), "{err}");
-        let with = |r| interpret(200, body.as_bytes(), Some(r)).unwrap();
+        let with = |r| interpret(200, body.as_bytes(), Some(r), &Redactor::default()).unwrap();
         assert_eq!(with(Reduce::Max), Some(3.0));
         assert_eq!(with(Reduce::Min), Some(1.0));
         assert_eq!(with(Reduce::Sum), Some(4.0));
@@ -226,7 +227,7 @@ mod tests {
 
     #[test]
     fn errors_carry_the_server_message() {
-        let err = interpret(400, br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5: unexpected \")\""}"#, None)
+        let err = interpret(400, br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5: unexpected \")\""}"#, None, &Redactor::default())
             .unwrap_err();
         assert_eq!(
             err,
@@ -235,12 +236,13 @@ mod tests {
                 message: "bad_data: parse error at char 5: unexpected \")\"".into()
             }
         );
-        let err = interpret(502, b"<html>Bad Gateway</html>", None).unwrap_err();
+        let err =
+            interpret(502, b"<html>Bad Gateway</html>", None, &Redactor::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the source answered HTTP 502: <html>Bad Gateway</html>"
         );
-        let err = interpret(200, b"{\"status\":", None).unwrap_err();
+        let err = interpret(200, b"{\"status\":", None, &Redactor::default()).unwrap_err();
         assert!(matches!(err, ProbeError::Malformed(_)), "{err}");
         let err =
             ok(r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#).unwrap_err();

@@ -1,7 +1,10 @@
 //! Metric sources against real HTTP servers on 127.0.0.1, through the built binary: what the
 //! sources are sent, and what the user is shown.
 
-use crate::harness::Test;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::harness::{Test, rollout_bin};
 use crate::http_stub::{Answer, Stub, path};
 
 /// A two-stage canary through a command backend (no nginx needed), gated by one http-json
@@ -93,4 +96,148 @@ fn a_redirect_within_the_origin_is_followed_without_a_referer() {
         assert!(lower.contains(&format!("x-api-key: {KEY}")), "{head}");
         assert!(!lower.contains("referer"), "{head}");
     }
+}
+
+/// A source that answers errors with the request it got, secrets included: a 500 with the
+/// request head as text (http-json), and a Prometheus error that quotes it.
+fn echoing_source() -> Stub {
+    Stub::start(|head| {
+        if path(head).starts_with("/api/v1/query") {
+            let error = serde_json::json!({
+                "status": "error",
+                "errorType": "bad_data",
+                "error": format!("cannot parse the request {head}"),
+            });
+            Answer::json(400, &error.to_string())
+        } else {
+            Answer {
+                status: 500,
+                headers: Vec::new(),
+                body: format!("internal error while serving\n{head}"),
+            }
+        }
+    })
+}
+
+#[test]
+fn a_secret_echoed_by_a_source_is_never_printed_or_stored() {
+    const TOKEN: &str = "tok-5d1e0c2b7a9f4e63";
+    let source = echoing_source();
+    let plan = format!(
+        r#"
+        name = "echo"
+        [defaults]
+        bake = "600ms"
+        interval = "200ms"
+        max_hold = "1s"
+
+        [backend]
+        type = "command"
+        set_weight = ["sh", "-c", "echo $ROLLOUT_WEIGHT > weight"]
+
+        [sources.stats]
+        type = "http-json"
+        url = "{url}/stats?key=${{STATS_TOKEN}}"
+        timeout = "2s"
+        headers = {{ X-Api-Key = "${{STATS_TOKEN}}" }}
+
+        [sources.prom]
+        type = "prometheus"
+        url = "{url}"
+        timeout = "2s"
+        headers = {{ Authorization = "Bearer ${{STATS_TOKEN}}" }}
+
+        [[metrics]]
+        name = "errors"
+        source = "stats"
+        path = "/errors"
+        advance = "< 0.05"
+
+        [[metrics]]
+        name = "latency"
+        source = "prom"
+        query = "histogram_quantile(0.99, rate(latency_bucket[1m]))"
+        advance = "< 0.3"
+
+        [[stages]]
+        weight = 50
+
+        [[stages]]
+        weight = 100
+        "#,
+        url = source.url
+    );
+    let run = |args: &[&str]| {
+        Test::new()
+            .plan(&plan)
+            .args(args)
+            .env("STATS_TOKEN", TOKEN)
+            .status(3)
+            .run()
+    };
+    let human = run(&["run", "plan.toml"]);
+    let json = run(&[
+        "run",
+        "plan.toml",
+        "--output",
+        "json",
+        "--report",
+        "report.json",
+    ]);
+    // The source really was sent the token, and really echoed it.
+    let heads = source.requests();
+    assert!(heads.iter().any(|h| h.contains(TOKEN)), "{heads:?}");
+    let human_stderr = String::from_utf8_lossy(&human.output.stderr).into_owned();
+    let json_stdout = json.stdout();
+    for text in [&human_stderr, &json_stdout] {
+        assert!(
+            text.contains("the source answered HTTP 500: internal error while serving")
+                && text.contains("[redacted]"),
+            "the echo is not reported, redacted: {text}"
+        );
+    }
+
+    let dir = json.dir.path();
+    let texts = [
+        ("the human output", human_stderr.clone() + &human.stdout()),
+        ("--output json", json_stdout.clone()),
+        (
+            "stderr with --output json",
+            String::from_utf8_lossy(&json.output.stderr).into_owned(),
+        ),
+        (
+            "the report",
+            std::fs::read_to_string(dir.join("report.json")).unwrap(),
+        ),
+        (
+            "the journal",
+            std::fs::read_to_string(dir.join(".rollout/echo/journal.json")).unwrap(),
+        ),
+        ("rollout status", status_of(dir, &[])),
+        (
+            "rollout status --output json",
+            status_of(dir, &["--output", "json"]),
+        ),
+    ];
+    for (what, text) in texts {
+        assert!(!text.contains(TOKEN), "{what} holds the token:\n{text}");
+    }
+}
+
+/// `rollout status echo ARGS` in `dir`: everything it printed.
+fn status_of(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new(rollout_bin())
+        .args(["status", "echo"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ROLLOUT_STATE_DIR")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rollout status");
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
 }
