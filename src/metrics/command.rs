@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use super::{Probe, ProbeError, Redactor, Which, finite};
+use super::{Found, Probe, ProbeError, Redactor, Which, number};
 use crate::backend::exec::{Cmd, KEEP, human_bytes, run_command};
 use crate::plan::Argv;
 
@@ -31,13 +31,13 @@ impl Probe for CommandProbe {
         format!("run `{}`", self.argv(which))
     }
 
-    async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError> {
+    async fn read(&self, which: Which) -> Result<Found, ProbeError> {
         self.run(which).await.map_err(|e| self.redactor.error(e))
     }
 }
 
 impl CommandProbe {
-    async fn run(&self, which: Which) -> Result<Option<f64>, ProbeError> {
+    async fn run(&self, which: Which) -> Result<Found, ProbeError> {
         let cmd = Cmd {
             argv: self.argv(which).as_slice().to_vec(),
             env: vec![("ROLLOUT_METRIC".into(), self.metric.clone())],
@@ -68,13 +68,14 @@ impl CommandProbe {
     }
 }
 
-/// One number on stdout; nothing (or NaN) means no data.
-pub fn parse_output(stdout: &str) -> Result<Option<f64>, ProbeError> {
+/// One number on stdout. Nothing is no data, and so are NaN, infinities and numbers too large
+/// to hold (see `number`).
+pub fn parse_output(stdout: &str) -> Result<Found, ProbeError> {
     let text = stdout.trim();
     if text.is_empty() {
-        return Ok(None);
+        return Ok(Found::NoData("the command printed nothing".into()));
     }
-    text.parse::<f64>().map(finite).map_err(|_| {
+    text.parse::<f64>().map(|v| number(v, text)).map_err(|_| {
         let shown: String = text.chars().take(80).collect();
         ProbeError::Malformed(format!("expected one number on stdout, got {shown:?}"))
     })
@@ -86,9 +87,21 @@ mod tests {
 
     #[test]
     fn parses_one_number() {
-        assert_eq!(parse_output("0.25\n"), Ok(Some(0.25)));
-        assert_eq!(parse_output("  \n"), Ok(None));
-        assert_eq!(parse_output("NaN"), Ok(None));
+        let no_data = |what: &str| Ok(Found::NoData(what.to_string()));
+        let cases = [
+            ("0.25\n", Ok(Found::Value(0.25))),
+            ("  \n", no_data("the command printed nothing")),
+            ("NaN\n", no_data("the source returned NaN")),
+            ("inf", no_data("the source returned +Inf")),
+            ("-inf", no_data("the source returned -Inf")),
+            (
+                "1e309\n",
+                no_data("the source returned 1e309, a number too large for a 64-bit float"),
+            ),
+        ];
+        for (stdout, expected) in cases {
+            assert_eq!(parse_output(stdout), expected, "{stdout:?}");
+        }
         assert!(parse_output("0.1 0.2").is_err());
         assert!(parse_output("error: boom").is_err());
     }

@@ -50,8 +50,26 @@ pub trait Probe: Send + Sync {
     /// What is read, for people; never contains a header value.
     fn describe(&self, which: Which) -> String;
 
-    /// One reading: `Ok(None)` when the source answered without a value.
-    async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError>;
+    /// One reading: a number, or no data when the source answered without a usable one.
+    async fn read(&self, which: Which) -> Result<Found, ProbeError>;
+}
+
+/// What a source answered, when it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// A finite number.
+    Value(f64),
+    /// No usable number; says what the source answered instead ("the source returned NaN").
+    NoData(String),
+}
+
+impl Found {
+    pub fn value(&self) -> Option<f64> {
+        match self {
+            Found::Value(v) => Some(*v),
+            Found::NoData(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -239,12 +257,12 @@ fn header_map(
 /// Reads a metric and, when it has one, its baseline, at the same moment.
 pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
     let value = probe.read(Which::Value);
-    let result = if metric.query.has_baseline() {
+    let (value, baseline) = if metric.query.has_baseline() {
         let (value, baseline) = tokio::join!(value, probe.read(Which::Baseline));
         match (value, baseline) {
             (Err(e), _) => return Reading::Error(e.to_string()),
             (_, Err(e)) => return Reading::Error(format!("baseline: {e}")),
-            (Ok(v), Ok(b)) => (v, b),
+            (Ok(v), Ok(b)) => (v, b.value()),
         }
     } else {
         match value.await {
@@ -252,9 +270,9 @@ pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
             Err(e) => return Reading::Error(e.to_string()),
         }
     };
-    match result {
-        (Some(value), baseline) => Reading::Value { value, baseline },
-        (None, _) => Reading::NoData,
+    match value {
+        Found::Value(value) => Reading::Value { value, baseline },
+        Found::NoData(detail) => Reading::NoData(Some(detail)),
     }
 }
 
@@ -280,7 +298,61 @@ pub fn transport_error(e: reqwest::Error, timeout: Duration) -> ProbeError {
     ProbeError::Unreachable(message)
 }
 
-/// Only finite numbers are values; NaN and infinities mean the source had nothing usable.
-pub fn finite(value: f64) -> Option<f64> {
-    value.is_finite().then_some(value)
+/// The one rule for numbers, whatever the source: a finite number is a value; NaN, +Inf, -Inf
+/// and numbers beyond a 64-bit float's range are no data, saying which. `text` is the number as
+/// the source wrote it, which is all that is left of a number too large to hold.
+pub fn number(value: f64, text: &str) -> Found {
+    if value.is_finite() {
+        return Found::Value(value);
+    }
+    Found::NoData(format!("the source returned {}", non_finite(value, text)))
+}
+
+/// How a source's NaN, infinity or overflowing number is shown.
+fn non_finite(value: f64, text: &str) -> String {
+    let text = text.trim();
+    let word = text.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    match value {
+        v if v.is_nan() => "NaN".to_string(),
+        v if word == "inf" || word == "infinity" => {
+            if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+        }
+        _ => {
+            let shown: String = text.chars().take(40).collect();
+            let cut = if shown.len() < text.len() { "..." } else { "" };
+            format!("{shown}{cut}, a number too large for a 64-bit float")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_numbers() {
+        let no_data = |what: &str| Found::NoData(format!("the source returned {what}"));
+        let too_large = "a number too large for a 64-bit float";
+        let cases = [
+            ("0.25", Found::Value(0.25)),
+            ("-3", Found::Value(-3.0)),
+            ("1e308", Found::Value(1e308)),
+            ("1e-400", Found::Value(0.0)),
+            ("NaN", no_data("NaN")),
+            ("nan", no_data("NaN")),
+            ("+Inf", no_data("+Inf")),
+            ("-Inf", no_data("-Inf")),
+            ("inf", no_data("+Inf")),
+            ("-infinity", no_data("-Inf")),
+            ("1e309", no_data(&format!("1e309, {too_large}"))),
+            ("-1e309", no_data(&format!("-1e309, {too_large}"))),
+            (
+                &format!("1{}", "0".repeat(400)),
+                no_data(&format!("1{}..., {too_large}", "0".repeat(39))),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(number(text.parse().unwrap(), text), expected, "{text}");
+        }
+    }
 }

@@ -241,3 +241,63 @@ fn status_of(dir: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stderr)
     )
 }
+
+/// NaN, infinities and numbers too large for a 64-bit float are no data, whichever source
+/// returns them, and the measurement says what was returned.
+#[test]
+fn a_number_out_of_range_is_no_data_and_says_what_came_back() {
+    let source = Stub::start(|_| Answer::json(200, r#"{"errors": 1e309, "other": 0.5}"#));
+    let plan = format!(
+        r#"
+        name = "numbers"
+        [defaults]
+        bake = "600ms"
+        interval = "200ms"
+        max_hold = "1s"
+
+        [backend]
+        type = "command"
+        set_weight = ["sh", "-c", "echo $ROLLOUT_WEIGHT > weight"]
+
+        [sources.stats]
+        type = "http-json"
+        url = "{}/stats"
+        timeout = "2s"
+
+        [sources.scripts]
+        type = "command"
+        timeout = "2s"
+
+        [[metrics]]
+        name = "errors"
+        source = "stats"
+        path = "/errors"
+        advance = "< 0.05"
+
+        [[metrics]]
+        name = "latency"
+        source = "scripts"
+        run = ["echo", "-inf"]
+        advance = "< 300"
+
+        [[stages]]
+        weight = 50
+
+        [[stages]]
+        weight = 100
+        "#,
+        source.url
+    );
+    let ran = Test::new()
+        .plan(&plan)
+        .args(&["run", "plan.toml"])
+        .status(3)
+        .run();
+    let stderr = String::from_utf8_lossy(&ran.output.stderr);
+    for expected in [
+        "errors has no value: no data (the source returned 1e309, a number too large for a 64-bit float)",
+        "latency has no value: no data (the source returned -Inf)",
+    ] {
+        assert!(stderr.contains(expected), "no `{expected}` in:\n{stderr}");
+    }
+}
