@@ -1,13 +1,14 @@
 //! Side effects on the host: running commands and writing files. Backends and hooks act only
 //! through an `Executor`, so a dry run can show exactly what would be done by swapping it.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use thiserror::Error;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use crate::engine::event::{Action, Emitter, Event};
 
@@ -19,14 +20,35 @@ pub struct Cmd {
     pub timeout: Duration,
     /// What the command is for, in a few words ("test the nginx config").
     pub purpose: String,
+    /// How many bytes of stdout are kept at each end (`KEEP`, or `KEEP_DOCUMENT` for output
+    /// that is parsed whole). stderr always keeps `KEEP`.
+    pub stdout_keep: usize,
 }
+
+/// Bytes kept at the start and at the end of a command's stdout and stderr. The rest is read
+/// and dropped: a command that prints gigabytes must not exhaust rollout's memory, nor block
+/// on a full pipe.
+pub const KEEP: usize = 64 * 1024;
+
+/// For stdout that is a document parsed whole (kubectl's JSON lists), which may legitimately
+/// run to megabytes.
+pub const KEEP_DOCUMENT: usize = 32 * 1024 * 1024;
+
+/// `tail()` shows at most this many lines, and at most this many characters of them.
+const TAIL_LINES: usize = 5;
+const TAIL_CHARS: usize = 500;
 
 #[derive(Debug, Clone, Default)]
 pub struct Output {
     /// The exit code; `None` when the process was killed by a signal.
     pub code: Option<i32>,
+    /// What the command printed; when it printed more than twice its keep, the first and last
+    /// keep bytes with a line between them saying how much was dropped.
     pub stdout: String,
     pub stderr: String,
+    /// Bytes dropped from the middle of stdout and stderr (0 when all was kept).
+    pub stdout_dropped: u64,
+    pub stderr_dropped: u64,
 }
 
 impl Output {
@@ -34,15 +56,37 @@ impl Output {
         self.code == Some(0)
     }
 
-    /// The last lines of stderr (or stdout), enough to say why a command failed.
+    /// The last lines of stderr (or stdout), enough to say why a command failed; at most
+    /// `TAIL_LINES` lines and `TAIL_CHARS` characters, so that it fits in a message.
     pub fn tail(&self) -> String {
-        let text = if self.stderr.trim().is_empty() {
-            &self.stdout
+        let (stream, text, dropped) = if self.stderr.trim().is_empty() {
+            ("stdout", &self.stdout, self.stdout_dropped)
         } else {
-            &self.stderr
+            ("stderr", &self.stderr, self.stderr_dropped)
+        };
+        // After a drop only the kept end is near the tail; the note below replaces the rest.
+        let text = match dropped {
+            0 => text.as_str(),
+            n => text
+                .rsplit_once(&dropped_line(n))
+                .map_or(text.as_str(), |(_, end)| end),
         };
         let lines: Vec<&str> = text.trim().lines().collect();
-        lines[lines.len().saturating_sub(5)..].join("\n")
+        let last = lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n");
+        // One line may be megabytes long: its end is where an error message usually is.
+        let count = last.chars().count();
+        let mut shown = if count > TAIL_CHARS {
+            let end: String = last.chars().skip(count - TAIL_CHARS).collect();
+            format!("…{end}")
+        } else {
+            last
+        };
+        if dropped > 0 {
+            shown = format!("{shown} ({} of {stream} dropped)", human_bytes(dropped))
+                .trim_start()
+                .to_string();
+        }
+        shown
     }
 
     pub fn status_text(&self) -> String {
@@ -222,6 +266,65 @@ impl Executor for DryRunExecutor {
     }
 }
 
+/// The line put where bytes were dropped from the middle of an output.
+fn dropped_line(dropped: u64) -> String {
+    format!("\n… {} dropped …\n", human_bytes(dropped))
+}
+
+/// A byte count for people, in decimal units: "512 bytes", "65.5 kB", "399.9 MB".
+pub fn human_bytes(n: u64) -> String {
+    match n {
+        1 => "1 byte".to_string(),
+        0..1_000 => format!("{n} bytes"),
+        1_000..1_000_000 => format!("{:.1} kB", n as f64 / 1e3),
+        1_000_000..1_000_000_000 => format!("{:.1} MB", n as f64 / 1e6),
+        _ => format!("{:.1} GB", n as f64 / 1e9),
+    }
+}
+
+/// Reads a stream to its end, keeping its first and last `keep` bytes; returns the kept text
+/// and how many bytes were dropped between them. A read error ends the stream: what was read
+/// so far is still worth showing.
+async fn read_capped(mut stream: impl AsyncRead + Unpin, keep: usize) -> (String, u64) {
+    let mut head = Vec::new();
+    let mut tail = VecDeque::new();
+    let mut dropped = 0u64;
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut bytes = &chunk[..n];
+        if head.len() < keep {
+            let take = bytes.len().min(keep - head.len());
+            head.extend_from_slice(&bytes[..take]);
+            bytes = &bytes[take..];
+        }
+        tail.extend(bytes);
+        if tail.len() > keep {
+            let excess = tail.len() - keep;
+            tail.drain(..excess);
+            dropped += excess as u64;
+        }
+    }
+    let tail = Vec::from(tail);
+    let text = if dropped == 0 {
+        // Contiguous bytes: converted together, so a character split between head and
+        // tail is not mangled.
+        head.extend_from_slice(&tail);
+        String::from_utf8_lossy(&head).into_owned()
+    } else {
+        format!(
+            "{}{}{}",
+            String::from_utf8_lossy(&head),
+            dropped_line(dropped),
+            String::from_utf8_lossy(&tail)
+        )
+    };
+    (text, dropped)
+}
+
 /// Runs a command in its own process group, so that on timeout the whole tree it started
 /// (a script and its children) is killed, not just the first process.
 pub async fn run_command(cmd: &Cmd) -> Result<Output, ExecError> {
@@ -256,25 +359,25 @@ pub async fn run_command_with(
     let mut stdout = child.stdout.take().expect("stdout is piped");
     let mut stderr = child.stderr.take().expect("stderr is piped");
     let collect = async {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let (r1, r2, status) = tokio::join!(
-            stdout.read_to_end(&mut out),
-            stderr.read_to_end(&mut err),
+        let (out, err, status) = tokio::join!(
+            read_capped(&mut stdout, cmd.stdout_keep),
+            read_capped(&mut stderr, KEEP),
             child.wait()
         );
-        let _ = (r1, r2);
         (status, out, err)
     };
     match tokio::time::timeout(cmd.timeout, collect).await {
-        Ok((status, out, err)) => {
+        Ok((status, (stdout, stdout_dropped), (stderr, stderr_dropped))) => {
             let status = status.map_err(|source| ExecError::Spawn {
                 program: program.clone(),
                 source,
             })?;
             Ok(Output {
                 code: status.code(),
-                stdout: String::from_utf8_lossy(&out).into_owned(),
-                stderr: String::from_utf8_lossy(&err).into_owned(),
+                stdout,
+                stderr,
+                stdout_dropped,
+                stderr_dropped,
             })
         }
         Err(_) => {
@@ -354,6 +457,7 @@ mod tests {
             env: vec![("ROLLOUT_TEST".into(), "yes".into())],
             timeout,
             purpose: "test".into(),
+            stdout_keep: KEEP,
         }
     }
 
@@ -407,5 +511,68 @@ mod tests {
         assert_eq!(mode, 0o640);
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// 50 MB on stdout and a 20 MB line on stderr: each keeps its two ends, the exact count of
+    /// what was dropped between them, and the child is never blocked on a full pipe.
+    #[tokio::test]
+    async fn a_flood_of_output_keeps_only_its_ends_and_counts_the_rest() {
+        let script = "head -c 50000000 /dev/zero | tr '\\0' o; \
+                      head -c 20000000 /dev/zero | tr '\\0' e >&2; echo ' the end' >&2; exit 1";
+        let out = run_command(&cmd(&["sh", "-c", script], Duration::from_secs(60)))
+            .await
+            .unwrap();
+        assert_eq!(out.code, Some(1));
+        assert_eq!(out.stdout_dropped, 50_000_000 - 2 * KEEP as u64);
+        assert_eq!(out.stderr_dropped, 20_000_009 - 2 * KEEP as u64);
+        let marker = "\n… 49.9 MB dropped …\n";
+        assert_eq!(out.stdout.len(), 2 * KEEP + marker.len());
+        assert_eq!(
+            out.stdout,
+            format!("{}{marker}{}", "o".repeat(KEEP), "o".repeat(KEEP))
+        );
+        assert!(out.stderr.len() <= 2 * KEEP + 64, "{}", out.stderr.len());
+        // The message keeps the end of the one long line and says what was dropped.
+        let tail = out.tail();
+        assert_eq!(
+            tail,
+            format!(
+                "…{} the end (19.9 MB of stderr dropped)",
+                "e".repeat(TAIL_CHARS - 8)
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn output_that_fits_is_kept_whole() {
+        let out = run_command(&cmd(
+            &[
+                "sh",
+                "-c",
+                "head -c 131072 /dev/zero | tr '\\0' a; printf 'é' >&2",
+            ],
+            Duration::from_secs(10),
+        ))
+        .await
+        .unwrap();
+        assert_eq!((out.stdout_dropped, out.stderr_dropped), (0, 0));
+        assert_eq!(out.stdout, "a".repeat(2 * KEEP));
+        assert_eq!(out.stderr, "é");
+    }
+
+    #[test]
+    fn tail_is_bounded_in_lines_and_characters() {
+        let output = |stderr: &str| Output {
+            code: Some(1),
+            stderr: stderr.to_string(),
+            ..Output::default()
+        };
+        assert_eq!(output("1\n2\n3\n4\n5\n6\n7\n").tail(), "3\n4\n5\n6\n7");
+        let long = format!("{}END", "x".repeat(10_000));
+        let tail = output(&long).tail();
+        assert_eq!(tail.chars().count(), TAIL_CHARS + 1);
+        assert!(tail.starts_with("…x") && tail.ends_with("xEND"), "{tail}");
+        assert_eq!(human_bytes(999), "999 bytes");
+        assert_eq!(human_bytes(399_900_000), "399.9 MB");
     }
 }

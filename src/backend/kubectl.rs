@@ -115,6 +115,8 @@ impl Kubectl {
             env: Vec::new(),
             timeout: KUBECTL_TIMEOUT,
             purpose: purpose.into(),
+            // `get -o json` of every Deployment in a namespace can run to megabytes.
+            stdout_keep: super::exec::KEEP_DOCUMENT,
         }
     }
 
@@ -153,7 +155,7 @@ impl Kubectl {
         if output.stdout.trim().is_empty() {
             return Ok(None);
         }
-        parse(&output.stdout, &cmd.purpose).map(Some)
+        parse(&output, &cmd.purpose).map(Some)
     }
 
     async fn get_existing<T: for<'de> Deserialize<'de>>(
@@ -210,7 +212,7 @@ impl Kubectl {
         if self.dry() {
             return Ok(());
         }
-        let version: VersionInfo = parse(&output.stdout, &cmd.purpose)?;
+        let version: VersionInfo = parse(&output, &cmd.purpose)?;
         if version.server_version.is_none() {
             return Err(BackendError::Precondition(format!(
                 "kubectl did not report {place}'s version: {}",
@@ -399,7 +401,7 @@ impl Kubectl {
         if self.dry() {
             return Ok(Vec::new());
         }
-        let list: List<Deployment> = parse(&output.stdout, &cmd.purpose)?;
+        let list: List<Deployment> = parse(&output, &cmd.purpose)?;
         Ok(list.items)
     }
 
@@ -450,7 +452,7 @@ impl Kubectl {
                         .insert(name.to_string(), View::Deployment(next));
                     return Ok(0);
                 }
-                let patched: Deployment = parse(&output.stdout, &cmd.purpose)?;
+                let patched: Deployment = parse(&output, &cmd.purpose)?;
                 return Ok(patched.metadata.generation);
             }
             let now = self.read_deployment(name).await?;
@@ -699,7 +701,7 @@ impl Kubectl {
                     self.simulated.insert(route.clone(), View::Route(next));
                     break 0;
                 }
-                let patched: HttpRoute = parse(&output.stdout, &cmd.purpose)?;
+                let patched: HttpRoute = parse(&output, &cmd.purpose)?;
                 break patched.metadata.generation;
             }
             let (now, _) = self.read_route().await?;
@@ -941,8 +943,20 @@ fn patch_args(target: &str, ops: &[Value]) -> Vec<String> {
     ]
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(stdout: &str, purpose: &str) -> Result<T, BackendError> {
-    serde_json::from_str(stdout).map_err(|e| BackendError::UnexpectedOutput {
+fn parse<T: for<'de> Deserialize<'de>>(
+    output: &super::Output,
+    purpose: &str,
+) -> Result<T, BackendError> {
+    if output.stdout_dropped > 0 {
+        return Err(BackendError::UnexpectedOutput {
+            purpose: purpose.to_string(),
+            problem: format!(
+                "kubectl printed more than rollout reads ({} dropped)",
+                super::exec::human_bytes(output.stdout_dropped)
+            ),
+        });
+    }
+    serde_json::from_str(&output.stdout).map_err(|e| BackendError::UnexpectedOutput {
         purpose: purpose.to_string(),
         problem: format!("it is not the JSON expected ({e})"),
     })

@@ -77,6 +77,7 @@ impl OwnCommands {
             env: context_env(&self.name, change),
             timeout: self.timeout,
             purpose: purpose.to_string(),
+            stdout_keep: exec::KEEP,
         }
     }
 
@@ -224,4 +225,37 @@ pub fn context_env(name: &str, change: WeightChange) -> Vec<(String, String)> {
             change.previous.percent().to_string(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 20 MB single line on stderr: the error says it once, bounded, with what was dropped.
+    #[tokio::test]
+    async fn a_failed_command_with_a_huge_stderr_line_gives_a_bounded_error() {
+        let cmd = Cmd {
+            argv: [
+                "sh",
+                "-c",
+                "head -c 20000000 /dev/zero | tr '\\0' x >&2; exit 7",
+            ]
+            .map(String::from)
+            .to_vec(),
+            env: Vec::new(),
+            timeout: std::time::Duration::from_secs(60),
+            purpose: "set_weight".into(),
+            stdout_keep: exec::KEEP,
+        };
+        let output = exec::run_command(&cmd).await.unwrap();
+        let message = BackendError::failed(&cmd, &output).to_string();
+        assert!(message.len() < 1_000, "{} bytes", message.len());
+        assert_eq!(
+            message,
+            format!(
+                "set_weight failed (exit status 7): `sh -c 'head -c 20000000 /dev/zero | tr '\\''\\0'\\'' x >&2; exit 7'`: …{} (19.9 MB of stderr dropped)",
+                "x".repeat(500)
+            )
+        );
+    }
 }

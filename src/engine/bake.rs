@@ -208,7 +208,15 @@ fn measurement(
 ) -> Measurement {
     let (value, baseline, detail) = match reading {
         Reading::Value { value, baseline } => (Some(*value), *baseline, None),
-        Reading::NoData => (None, None, Some("the source returned no value".to_string())),
+        Reading::NoData(detail) => (
+            None,
+            None,
+            Some(
+                detail
+                    .clone()
+                    .unwrap_or_else(|| "the source returned no value".to_string()),
+            ),
+        ),
         Reading::Error(e) => (None, None, Some(e.clone())),
     };
     Measurement {

@@ -22,6 +22,7 @@ pub async fn run(
         env,
         timeout: hook.timeout,
         purpose: "hook".to_string(),
+        stdout_keep: crate::backend::exec::KEEP,
     };
     let result = match exec.run(&cmd).await {
         Ok(output) if output.success() => Ok(()),

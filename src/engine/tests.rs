@@ -16,7 +16,7 @@ use super::approval::{Answer, ApproveAll, Approver};
 use super::event::{Emitter, Event, Ledger, LedgerError, NoLedger, OutcomeKind, Reporter, Stamped};
 use super::{Engine, Outcome};
 use crate::backend::{Backend, BackendError, Cmd, ExecError, Executor, Output, WeightChange};
-use crate::metrics::{Probe, ProbeError, Which};
+use crate::metrics::{Found, Probe, ProbeError, Which};
 use crate::plan::{Plan, SourceFile, check};
 
 /// What a scripted probe answers, as a function of virtual time since the test started.
@@ -34,9 +34,10 @@ impl Probe for ScriptedProbe {
         "scripted".into()
     }
 
-    async fn read(&self, _: Which) -> Result<Option<f64>, ProbeError> {
+    async fn read(&self, _: Which) -> Result<Found, ProbeError> {
         tokio::time::sleep(self.delay).await;
         (self.script)(self.start.elapsed())
+            .map(|v| v.map_or_else(|| Found::NoData("scripted".into()), Found::Value))
     }
 }
 

@@ -11,8 +11,9 @@ use crate::plan::{Metric, MetricMode, OnNoData};
 pub enum Reading {
     /// The source answered with a number, and with the baseline's number when the metric has one.
     Value { value: f64, baseline: Option<f64> },
-    /// The source answered but had no value (empty vector, NaN, +Inf, missing baseline).
-    NoData,
+    /// The source answered but had no value (empty vector, NaN, +Inf, missing baseline); the
+    /// detail says what it answered instead, when that is known.
+    NoData(Option<String>),
     /// The source could not be reached, timed out or answered garbage.
     Error(String),
 }
@@ -50,7 +51,7 @@ impl Verdict {
 pub fn judge(metric: &Metric, reading: &Reading) -> Verdict {
     match reading {
         Reading::Error(_) => Verdict::Error,
-        Reading::NoData => match metric.on_no_data {
+        Reading::NoData(_) => match metric.on_no_data {
             OnNoData::Inconclusive => Verdict::NoData,
             OnNoData::Fail => Verdict::Breach,
             OnNoData::Pass => Verdict::Pass,
@@ -80,7 +81,7 @@ pub fn judge(metric: &Metric, reading: &Reading) -> Verdict {
                 // A pass counts only when the rollback side was judged too.
                 Some(true) if breach.is_some() || metric.rollback.is_none() => Verdict::Pass,
                 Some(false) => Verdict::Gray,
-                _ if missing_baseline => judge(metric, &Reading::NoData),
+                _ if missing_baseline => judge(metric, &Reading::NoData(None)),
                 _ => Verdict::Gray,
             }
         }
@@ -228,7 +229,7 @@ mod tests {
             (&both, value(0.01), Gray),
             (&both, value(0.05), Gray),
             (&both, value(0.051), Breach),
-            (&both, Reading::NoData, NoData),
+            (&both, Reading::NoData(None), NoData),
             (&both, Reading::Error("down".into()), Error),
             (&rollback_only, value(0.04), Pass),
             (&rollback_only, value(0.06), Breach),
@@ -275,7 +276,7 @@ mod tests {
             (OnNoData::Pass, Pass),
         ] {
             m.on_no_data = policy;
-            assert_eq!(judge(&m, &Reading::NoData), expected, "{policy:?}");
+            assert_eq!(judge(&m, &Reading::NoData(None)), expected, "{policy:?}");
             // Errors are never a breach, whatever the policy.
             assert_eq!(judge(&m, &Reading::Error("x".into())), Error);
         }

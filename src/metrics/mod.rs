@@ -5,6 +5,7 @@
 pub mod command;
 pub mod http_json;
 pub mod prometheus;
+mod redact;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +16,8 @@ use thiserror::Error;
 use crate::engine::verdict::Reading;
 use crate::plan::template::{MissingVar, Template};
 use crate::plan::{Headers, Metric, Plan, Query, SourceKind};
+
+pub use redact::{REDACTED, Redactor};
 
 /// Which of a metric's two queries to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,6 +36,11 @@ pub enum ProbeError {
     Http { status: u16, message: String },
     #[error("unusable answer: {0}")]
     Malformed(String),
+    /// Only the origin is kept: the full `Location` may carry a token.
+    #[error(
+        "the source redirected to another origin ({0}); rollout does not send the source's headers there: set the source's url to the final address"
+    )]
+    CrossOriginRedirect(String),
     #[error("{0}")]
     Command(String),
 }
@@ -42,8 +50,26 @@ pub trait Probe: Send + Sync {
     /// What is read, for people; never contains a header value.
     fn describe(&self, which: Which) -> String;
 
-    /// One reading: `Ok(None)` when the source answered without a value.
-    async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError>;
+    /// One reading: a number, or no data when the source answered without a usable one.
+    async fn read(&self, which: Which) -> Result<Found, ProbeError>;
+}
+
+/// What a source answered, when it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Found {
+    /// A finite number.
+    Value(f64),
+    /// No usable number; says what the source answered instead ("the source returned NaN").
+    NoData(String),
+}
+
+impl Found {
+    pub fn value(&self) -> Option<f64> {
+        match self {
+            Found::Value(v) => Some(*v),
+            Found::NoData(_) => None,
+        }
+    }
 }
 
 #[derive(Debug, Error)]
@@ -69,22 +95,70 @@ pub fn http_client() -> Result<reqwest::Client, SetupError> {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .user_agent(concat!("rollout/", env!("CARGO_PKG_VERSION")))
+        // reqwest strips `Authorization` on a redirect to another host, but sends every other
+        // header (an `X-Api-Key`) along, and would add a Referer naming the source's URL.
+        .redirect(reqwest::redirect::Policy::custom(same_origin_only))
+        .referer(false)
         .build()
         .map_err(|e| SetupError::Client(e.to_string()))
 }
 
+/// Follows a redirect only within the origin (scheme, host and port) the request was sent to,
+/// with reqwest's usual limit on the chain's length; refuses any other.
+fn same_origin_only(attempt: reqwest::redirect::Attempt) -> reqwest::redirect::Action {
+    let next = attempt.url().origin();
+    if attempt.previous().first().map(|first| first.origin()) != Some(next.clone()) {
+        return attempt.error(CrossOrigin(next.ascii_serialization()));
+    }
+    reqwest::redirect::Policy::default().redirect(attempt)
+}
+
+#[derive(Debug, Error)]
+#[error("redirect to another origin ({0})")]
+struct CrossOrigin(String);
+
 /// Builds the probe of every metric, resolving `${VAR}`s now, before anything is touched.
 pub fn build_all(plan: &Plan, client: &reqwest::Client) -> Result<Vec<Arc<dyn Probe>>, SetupError> {
+    let redactor = secrets(plan);
     plan.metrics
         .iter()
-        .map(|m| build(plan, m, client))
+        .map(|m| build(plan, m, client, &redactor))
         .collect()
+}
+
+/// Every value a source's url or headers take from the environment, and every whole header
+/// value. All probes redact all of them: a metric command inherits the environment too.
+fn secrets(plan: &Plan) -> Redactor {
+    let mut values = Vec::new();
+    let mut add = |t: &Template, whole: bool| {
+        values.extend(t.vars().filter_map(|v| std::env::var(v).ok()));
+        if whole {
+            values.extend(t.resolve_env().ok());
+        }
+    };
+    for source in &plan.sources {
+        if let SourceKind::Prometheus { url, headers } | SourceKind::HttpJson { url, headers } =
+            &source.kind
+        {
+            add(url, false);
+            for (_, value) in headers {
+                add(value, true);
+            }
+        }
+    }
+    for metric in &plan.metrics {
+        if let Query::HttpJson { url: Some(url), .. } = &metric.query {
+            add(url, false);
+        }
+    }
+    Redactor::new(values)
 }
 
 fn build(
     plan: &Plan,
     metric: &Metric,
     client: &reqwest::Client,
+    redactor: &Redactor,
 ) -> Result<Arc<dyn Probe>, SetupError> {
     let source = &plan.sources[metric.source];
     let name = source.name.as_str();
@@ -123,6 +197,7 @@ fn build(
             query: query.clone(),
             baseline: baseline.clone(),
             reduce: *reduce,
+            redactor: redactor.clone(),
         }),
         (
             SourceKind::HttpJson { url, headers },
@@ -141,6 +216,7 @@ fn build(
                 timeout: source.timeout,
                 path: path.clone(),
                 baseline_path: baseline_path.clone(),
+                redactor: redactor.clone(),
             })
         }
         (SourceKind::Command, Query::Command { run, baseline_run }) => {
@@ -149,6 +225,7 @@ fn build(
                 baseline_run: baseline_run.clone(),
                 timeout: source.timeout,
                 metric: metric.name.to_string(),
+                redactor: redactor.clone(),
             })
         }
         _ => unreachable!("validation pairs every metric's query with its source's kind"),
@@ -180,12 +257,12 @@ fn header_map(
 /// Reads a metric and, when it has one, its baseline, at the same moment.
 pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
     let value = probe.read(Which::Value);
-    let result = if metric.query.has_baseline() {
+    let (value, baseline) = if metric.query.has_baseline() {
         let (value, baseline) = tokio::join!(value, probe.read(Which::Baseline));
         match (value, baseline) {
             (Err(e), _) => return Reading::Error(e.to_string()),
             (_, Err(e)) => return Reading::Error(format!("baseline: {e}")),
-            (Ok(v), Ok(b)) => (v, b),
+            (Ok(v), Ok(b)) => (v, b.value()),
         }
     } else {
         match value.await {
@@ -193,9 +270,9 @@ pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
             Err(e) => return Reading::Error(e.to_string()),
         }
     };
-    match result {
-        (Some(value), baseline) => Reading::Value { value, baseline },
-        (None, _) => Reading::NoData,
+    match value {
+        Found::Value(value) => Reading::Value { value, baseline },
+        Found::NoData(detail) => Reading::NoData(Some(detail)),
     }
 }
 
@@ -203,6 +280,13 @@ pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
 pub fn transport_error(e: reqwest::Error, timeout: Duration) -> ProbeError {
     if e.is_timeout() {
         return ProbeError::Timeout(timeout);
+    }
+    let mut source = std::error::Error::source(&e);
+    while let Some(inner) = source {
+        if let Some(CrossOrigin(origin)) = inner.downcast_ref() {
+            return ProbeError::CrossOriginRedirect(origin.clone());
+        }
+        source = inner.source();
     }
     let e = e.without_url();
     let mut message = e.to_string();
@@ -214,7 +298,61 @@ pub fn transport_error(e: reqwest::Error, timeout: Duration) -> ProbeError {
     ProbeError::Unreachable(message)
 }
 
-/// Only finite numbers are values; NaN and infinities mean the source had nothing usable.
-pub fn finite(value: f64) -> Option<f64> {
-    value.is_finite().then_some(value)
+/// The one rule for numbers, whatever the source: a finite number is a value; NaN, +Inf, -Inf
+/// and numbers beyond a 64-bit float's range are no data, saying which. `text` is the number as
+/// the source wrote it, which is all that is left of a number too large to hold.
+pub fn number(value: f64, text: &str) -> Found {
+    if value.is_finite() {
+        return Found::Value(value);
+    }
+    Found::NoData(format!("the source returned {}", non_finite(value, text)))
+}
+
+/// How a source's NaN, infinity or overflowing number is shown.
+fn non_finite(value: f64, text: &str) -> String {
+    let text = text.trim();
+    let word = text.trim_start_matches(['+', '-']).to_ascii_lowercase();
+    match value {
+        v if v.is_nan() => "NaN".to_string(),
+        v if word == "inf" || word == "infinity" => {
+            if v > 0.0 { "+Inf" } else { "-Inf" }.to_string()
+        }
+        _ => {
+            let shown: String = text.chars().take(40).collect();
+            let cut = if shown.len() < text.len() { "..." } else { "" };
+            format!("{shown}{cut}, a number too large for a 64-bit float")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_rule_for_numbers() {
+        let no_data = |what: &str| Found::NoData(format!("the source returned {what}"));
+        let too_large = "a number too large for a 64-bit float";
+        let cases = [
+            ("0.25", Found::Value(0.25)),
+            ("-3", Found::Value(-3.0)),
+            ("1e308", Found::Value(1e308)),
+            ("1e-400", Found::Value(0.0)),
+            ("NaN", no_data("NaN")),
+            ("nan", no_data("NaN")),
+            ("+Inf", no_data("+Inf")),
+            ("-Inf", no_data("-Inf")),
+            ("inf", no_data("+Inf")),
+            ("-infinity", no_data("-Inf")),
+            ("1e309", no_data(&format!("1e309, {too_large}"))),
+            ("-1e309", no_data(&format!("-1e309, {too_large}"))),
+            (
+                &format!("1{}", "0".repeat(400)),
+                no_data(&format!("1{}..., {too_large}", "0".repeat(39))),
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(number(text.parse().unwrap(), text), expected, "{text}");
+        }
+    }
 }

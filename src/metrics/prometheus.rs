@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Probe, ProbeError, Which, finite, transport_error};
+use super::{Found, Probe, ProbeError, Redactor, Which, number, transport_error};
 use crate::plan::Reduce;
 
 pub struct Prometheus {
@@ -18,6 +18,7 @@ pub struct Prometheus {
     pub query: String,
     pub baseline: Option<String>,
     pub reduce: Option<Reduce>,
+    pub redactor: Redactor,
 }
 
 #[derive(Deserialize)]
@@ -66,7 +67,13 @@ impl Probe for Prometheus {
         )
     }
 
-    async fn read(&self, which: Which) -> Result<Option<f64>, ProbeError> {
+    async fn read(&self, which: Which) -> Result<Found, ProbeError> {
+        self.get(which).await.map_err(|e| self.redactor.error(e))
+    }
+}
+
+impl Prometheus {
+    async fn get(&self, which: Which) -> Result<Found, ProbeError> {
         let request = self
             .client
             .get(self.endpoint())
@@ -82,16 +89,18 @@ impl Probe for Prometheus {
             .bytes()
             .await
             .map_err(|e| transport_error(e, self.timeout))?;
-        interpret(status.as_u16(), &body, self.reduce)
+        interpret(status.as_u16(), &body, self.reduce, &self.redactor)
     }
 }
 
 /// Turns Prometheus's answer into a value. Public for unit tests over recorded answers.
+/// `redactor` is for the body quoted in errors (the caller redacts the rest).
 pub fn interpret(
     status: u16,
     body: &[u8],
     reduce: Option<Reduce>,
-) -> Result<Option<f64>, ProbeError> {
+    redactor: &Redactor,
+) -> Result<Found, ProbeError> {
     let parsed: Result<Response, _> = serde_json::from_slice(body);
     let response = match parsed {
         Ok(r) => r,
@@ -103,7 +112,7 @@ pub fn interpret(
         Err(_) => {
             return Err(ProbeError::Http {
                 status,
-                message: snippet(body),
+                message: redactor.snippet(body),
             });
         }
     };
@@ -111,7 +120,7 @@ pub fn interpret(
         let message = match (response.error_type, response.error) {
             (Some(t), Some(e)) => format!("{t}: {e}"),
             (None, Some(e)) => e,
-            _ => snippet(body),
+            _ => redactor.snippet(body),
         };
         return Err(ProbeError::Http { status, message });
     }
@@ -126,56 +135,58 @@ pub fn interpret(
     }
 }
 
-fn reduce_samples(samples: Vec<Sample>, reduce: Option<Reduce>) -> Result<Option<f64>, ProbeError> {
-    let values: Vec<Option<f64>> = samples
+fn reduce_samples(samples: Vec<Sample>, reduce: Option<Reduce>) -> Result<Found, ProbeError> {
+    let values: Vec<Found> = samples
         .iter()
         .map(|s| parse_value(&s.value.1))
         .collect::<Result<_, _>>()?;
     match (values.as_slice(), reduce) {
-        ([], _) => Ok(None),
-        ([one], _) => Ok(*one),
+        ([], _) => Ok(Found::NoData("the query returned an empty vector".into())),
+        ([one], _) => Ok(one.clone()),
         (many, None) => Err(ProbeError::Malformed(format!(
             "the query returned {} series; aggregate it (e.g. sum(...)) or set reduce = \"max\", \"min\", \"sum\" or \"avg\"",
             many.len()
         ))),
         (many, Some(how)) => {
-            let finite: Vec<f64> = many.iter().flatten().copied().collect();
+            let finite: Vec<f64> = many.iter().filter_map(Found::value).collect();
             if finite.is_empty() {
-                return Ok(None);
+                return Ok(Found::NoData(format!(
+                    "the source returned NaN or an infinity for all {} series",
+                    many.len()
+                )));
             }
             let sum: f64 = finite.iter().sum();
-            Ok(Some(match how {
-                Reduce::Max => finite.iter().copied().fold(f64::MIN, f64::max),
-                Reduce::Min => finite.iter().copied().fold(f64::MAX, f64::min),
-                Reduce::Sum => sum,
-                Reduce::Avg => sum / finite.len() as f64,
-            }))
+            let (name, reduced) = match how {
+                Reduce::Max => ("max", finite.iter().copied().fold(f64::MIN, f64::max)),
+                Reduce::Min => ("min", finite.iter().copied().fold(f64::MAX, f64::min)),
+                Reduce::Sum => ("sum", sum),
+                Reduce::Avg => ("avg", sum / finite.len() as f64),
+            };
+            // Finite values can still add up past a 64-bit float's range.
+            if !reduced.is_finite() {
+                return Ok(Found::NoData(format!(
+                    "the {name} of the series is too large for a 64-bit float"
+                )));
+            }
+            Ok(Found::Value(reduced))
         }
     }
 }
 
 /// Prometheus sends sample values as strings: "0.5", "NaN", "+Inf".
-fn parse_value(text: &str) -> Result<Option<f64>, ProbeError> {
-    text.parse::<f64>()
-        .map(finite)
-        .map_err(|_| ProbeError::Malformed(format!("`{text}` is not a number")))
-}
-
-fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    match text.char_indices().nth(200) {
-        Some((cut, _)) => format!("{}...", &text[..cut]),
-        None => text.to_string(),
-    }
+fn parse_value(text: &str) -> Result<Found, ProbeError> {
+    text.parse::<f64>().map(|v| number(v, text)).map_err(|_| {
+        let shown: String = text.chars().take(80).collect();
+        ProbeError::Malformed(format!("`{shown}` is not a number"))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn ok(body: &str) -> Result<Option<f64>, ProbeError> {
-        interpret(200, body.as_bytes(), None)
+    fn ok(body: &str) -> Result<Found, ProbeError> {
+        interpret(200, body.as_bytes(), None, &Redactor::default())
     }
 
     #[test]
@@ -184,32 +195,46 @@ mod tests {
             ok(
                 r#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.1,"0.25"]}}"#
             ),
-            Ok(Some(0.25))
+            Ok(Found::Value(0.25))
         );
         assert_eq!(
             ok(
                 r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"track":"canary"},"value":[1700000000,"0.02"]}]}}"#
             ),
-            Ok(Some(0.02))
+            Ok(Found::Value(0.02))
         );
     }
 
+    /// The same rule as the other sources: NaN, infinities and numbers too large to hold are
+    /// no data, and say so.
     #[test]
     fn nan_infinity_and_empty_vectors_are_no_data() {
-        assert_eq!(
-            ok(r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#),
-            Ok(None)
-        );
-        assert_eq!(
-            ok(r#"{"status":"success","data":{"resultType":"scalar","result":[1,"NaN"]}}"#),
-            Ok(None)
-        );
-        assert_eq!(
-            ok(
-                r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"+Inf"]}]}}"#
+        let scalar = |v: &str| {
+            format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[1,"{v}"]}}}}"#)
+        };
+        let series = |v: &str| {
+            format!(
+                r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1,"{v}"]}}]}}}}"#
+            )
+        };
+        let no_data = |what: &str| Ok(Found::NoData(what.to_string()));
+        let cases = [
+            (
+                r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#.to_string(),
+                no_data("the query returned an empty vector"),
             ),
-            Ok(None)
-        );
+            (scalar("NaN"), no_data("the source returned NaN")),
+            (scalar("-Inf"), no_data("the source returned -Inf")),
+            (series("+Inf"), no_data("the source returned +Inf")),
+            (series("NaN"), no_data("the source returned NaN")),
+            (
+                series("1e309"),
+                no_data("the source returned 1e309, a number too large for a 64-bit float"),
+            ),
+        ];
+        for (body, expected) in cases {
+            assert_eq!(ok(&body), expected, "{body}");
+        }
     }
 
     #[test]
@@ -217,16 +242,40 @@ mod tests {
         let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"i":"a"},"value":[1,"1"]},{"metric":{"i":"b"},"value":[1,"3"]},{"metric":{"i":"c"},"value":[1,"NaN"]}]}}"#;
         let err = ok(body).unwrap_err();
         assert!(err.to_string().contains("returned 3 series"), "{err}");
-        let with = |r| interpret(200, body.as_bytes(), Some(r)).unwrap();
-        assert_eq!(with(Reduce::Max), Some(3.0));
-        assert_eq!(with(Reduce::Min), Some(1.0));
-        assert_eq!(with(Reduce::Sum), Some(4.0));
-        assert_eq!(with(Reduce::Avg), Some(2.0));
+        let with = |r| interpret(200, body.as_bytes(), Some(r), &Redactor::default()).unwrap();
+        assert_eq!(with(Reduce::Max), Found::Value(3.0));
+        assert_eq!(with(Reduce::Min), Found::Value(1.0));
+        assert_eq!(with(Reduce::Sum), Found::Value(4.0));
+        assert_eq!(with(Reduce::Avg), Found::Value(2.0));
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"i":"a"},"value":[1,"+Inf"]},{"metric":{"i":"b"},"value":[1,"NaN"]}]}}"#;
+        assert_eq!(
+            interpret(
+                200,
+                body.as_bytes(),
+                Some(Reduce::Max),
+                &Redactor::default()
+            ),
+            Ok(Found::NoData(
+                "the source returned NaN or an infinity for all 2 series".into()
+            ))
+        );
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"i":"a"},"value":[1,"1e308"]},{"metric":{"i":"b"},"value":[1,"1e308"]}]}}"#;
+        assert_eq!(
+            interpret(
+                200,
+                body.as_bytes(),
+                Some(Reduce::Sum),
+                &Redactor::default()
+            ),
+            Ok(Found::NoData(
+                "the sum of the series is too large for a 64-bit float".into()
+            ))
+        );
     }
 
     #[test]
     fn errors_carry_the_server_message() {
-        let err = interpret(400, br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5: unexpected \")\""}"#, None)
+        let err = interpret(400, br#"{"status":"error","errorType":"bad_data","error":"parse error at char 5: unexpected \")\""}"#, None, &Redactor::default())
             .unwrap_err();
         assert_eq!(
             err,
@@ -235,12 +284,13 @@ mod tests {
                 message: "bad_data: parse error at char 5: unexpected \")\"".into()
             }
         );
-        let err = interpret(502, b"<html>Bad Gateway</html>", None).unwrap_err();
+        let err =
+            interpret(502, b"<html>Bad Gateway</html>", None, &Redactor::default()).unwrap_err();
         assert_eq!(
             err.to_string(),
             "the source answered HTTP 502: <html>Bad Gateway</html>"
         );
-        let err = interpret(200, b"{\"status\":", None).unwrap_err();
+        let err = interpret(200, b"{\"status\":", None, &Redactor::default()).unwrap_err();
         assert!(matches!(err, ProbeError::Malformed(_)), "{err}");
         let err =
             ok(r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#).unwrap_err();

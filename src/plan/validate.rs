@@ -15,6 +15,9 @@ const DEFAULT_MAX_HOLD: Duration = Duration::from_secs(30 * 60);
 const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Every measurement sends a query or runs a command: a shorter interval floods the source
+/// (or forks thousands of processes a second) without telling anything more.
+const MIN_INTERVAL: Duration = Duration::from_millis(100);
 
 pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> Option<Plan> {
     let name = raw.name.as_ref().and_then(|n| name(cx, "name", n));
@@ -77,7 +80,7 @@ struct Defaults {
 impl Defaults {
     fn resolve(cx: &Cx, raw: &RawDefaults) -> Defaults {
         if let Some(interval) = &raw.interval {
-            positive(cx, "defaults.interval", interval);
+            poll_interval(cx, "defaults.interval", interval);
         }
         if let Some(max_hold) = &raw.max_hold {
             positive(cx, "defaults.max_hold", max_hold);
@@ -105,6 +108,20 @@ fn positive(cx: &Cx, path: &str, d: &At<Duration>) -> bool {
             .help("for example: \"30s\""),
     );
     false
+}
+
+fn poll_interval(cx: &Cx, path: &str, d: &At<Duration>) {
+    if d.value < MIN_INTERVAL {
+        cx.push(
+            Diagnostic::error(
+                path,
+                d.span.clone(),
+                "the poll interval must be at least 100ms",
+            )
+            .label("shorter than 100ms")
+            .help("use an interval of 100ms or longer, e.g. \"30s\""),
+        );
+    }
 }
 
 /// One entry per raw source, in order, so metric references by index stay aligned.
@@ -492,7 +509,7 @@ fn stage(
     let bake = raw.bake.as_ref().map_or(defaults.bake, |b| b.value);
     let interval = raw.interval.as_ref().map_or(defaults.interval, |i| i.value);
     if let Some(i) = &raw.interval {
-        positive(cx, &join(&raw.path, "interval"), i);
+        poll_interval(cx, &join(&raw.path, "interval"), i);
     }
     let metrics = stage_metrics(cx, raw, raw_metrics)?;
     if weight.is_zero() {

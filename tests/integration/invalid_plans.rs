@@ -684,6 +684,76 @@ fn field_for_other_source_type() {
         .run();
 }
 
+/// Each measurement runs a query or a command: a nanosecond interval would spawn thousands
+/// of processes a second.
+#[test]
+fn interval_below_the_floor() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [defaults]
+        interval = "1ns"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.scripts]
+        type = "command"
+
+        [[metrics]]
+        name = "errors"
+        source = "scripts"
+        run = ["./errors.sh"]
+        advance = "< 0.01"
+
+        [[stages]]
+        weight = 10
+        interval = "99ms"
+
+        [[stages]]
+        weight = 50
+        interval = "0s"
+
+        [[stages]]
+        weight = 100
+        interval = "100ms"
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: defaults.interval: the poll interval must be at least 100ms
+         --> plan.toml:3:12
+          |
+        3 | interval = "1ns"
+          |            ^^^^^ shorter than 100ms
+          |
+          = help: use an interval of 100ms or longer, e.g. "30s"
+
+        error: stages[0].interval: the poll interval must be at least 100ms
+          --> plan.toml:19:12
+           |
+        19 | interval = "99ms"
+           |            ^^^^^^ shorter than 100ms
+           |
+           = help: use an interval of 100ms or longer, e.g. "30s"
+
+        error: stages[1].interval: the poll interval must be at least 100ms
+          --> plan.toml:23:12
+           |
+        23 | interval = "0s"
+           |            ^^^^ shorter than 100ms
+           |
+           = help: use an interval of 100ms or longer, e.g. "30s"
+
+        plan.toml: invalid (3 errors)
+            "#,
+        )
+        .run();
+}
+
 #[test]
 fn interval_longer_than_bake() {
     Test::new()
