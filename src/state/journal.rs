@@ -406,3 +406,190 @@ impl Reporter for JournalReporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::event::{Measurement, Outcome};
+
+    fn at(secs: u64, event: Event) -> Stamped {
+        Stamped {
+            time: SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(secs),
+            event,
+        }
+    }
+
+    fn journal() -> Journal {
+        Journal::new("shop", Path::new("/plans/shop.toml"), "abc", 3)
+    }
+
+    fn stage_started(stage: usize, weight: f64, from: f64) -> Event {
+        Event::StageStarted {
+            stage,
+            stages: 3,
+            weight,
+            previous_weight: from,
+        }
+    }
+
+    #[test]
+    fn a_weight_change_is_pending_until_it_is_confirmed() {
+        let mut j = journal();
+        assert!(j.apply(&at(10, stage_started(1, 10.0, 0.0))));
+        assert_eq!(
+            j.pending,
+            Some(Pending::SetWeight {
+                stage: 1,
+                weight: 10.0,
+                from: 0.0
+            })
+        );
+        assert_eq!((j.stage, j.weight), (0, Some(0.0)), "not confirmed yet");
+        j.apply(&at(
+            11,
+            Event::WeightApplied {
+                stage: 1,
+                weight: 10.0,
+            },
+        ));
+        assert_eq!(
+            (j.stage, j.weight, j.pending.clone()),
+            (1, Some(10.0), None)
+        );
+        assert_eq!(j.updated_at, "1970-01-01T00:00:11Z");
+    }
+
+    #[test]
+    fn a_rollback_is_pending_until_the_outcome_and_the_outcome_clears_the_process() {
+        let mut j = journal();
+        j.apply(&at(1, stage_started(1, 10.0, 0.0)));
+        j.apply(&at(
+            2,
+            Event::WeightApplied {
+                stage: 1,
+                weight: 10.0,
+            },
+        ));
+        j.apply(&at(
+            5,
+            Event::RollingBack {
+                reason: "errors breached".into(),
+            },
+        ));
+        assert_eq!(j.status, Status::RollingBack);
+        assert_eq!(j.since, "1970-01-01T00:00:05Z");
+        assert_eq!(
+            j.pending,
+            Some(Pending::Rollback {
+                reason: "errors breached".into()
+            })
+        );
+        j.apply(&at(
+            7,
+            Event::Finished(Outcome::new(
+                OutcomeKind::RolledBack,
+                "Rolled back because errors breached.".into(),
+                Some(0.0),
+            )),
+        ));
+        assert_eq!(j.status, Status::RolledBack);
+        assert_eq!(
+            (j.weight, j.pending.clone(), j.pid),
+            (Some(0.0), None, None)
+        );
+        assert_eq!(
+            j.reason.as_deref(),
+            Some("Rolled back because errors breached.")
+        );
+    }
+
+    #[test]
+    fn approvals_change_the_status_and_back() {
+        let mut j = journal();
+        j.apply(&at(
+            1,
+            Event::AwaitingApproval {
+                stage: 1,
+                how: "rollout approve shop".into(),
+            },
+        ));
+        assert_eq!(j.status, Status::WaitingForApproval);
+        j.apply(&at(
+            2,
+            Event::Approved {
+                stage: 1,
+                by: "alice".into(),
+            },
+        ));
+        assert_eq!(
+            (j.status, j.since.as_str()),
+            (Status::Running, "1970-01-01T00:00:02Z")
+        );
+    }
+
+    #[test]
+    fn measurements_are_kept_per_metric_and_change_no_status() {
+        let mut j = journal();
+        let measured = |value| {
+            Event::Measured(Measurement {
+                stage: 2,
+                metric: "errors".into(),
+                value: Some(value),
+                baseline: None,
+                verdict: Verdict::Pass,
+                detail: None,
+                breach_streak: 0,
+                warn_only: false,
+                shown_as_percent: true,
+            })
+        };
+        assert!(j.apply(&at(3, measured(0.01))));
+        assert!(j.apply(&at(4, measured(0.02))));
+        assert_eq!(j.metrics.len(), 1);
+        assert_eq!(j.metrics["errors"].value, Some(0.02));
+        assert!(j.metrics["errors"].shown_as_percent);
+        assert_eq!(j.status, Status::Running);
+        assert!(!Journal::is_step(&measured(0.0)));
+    }
+
+    #[test]
+    fn running_commands_are_listed_until_they_end() {
+        let mut j = journal();
+        let group = |pgid| ChildGroup {
+            pgid,
+            started: 7,
+            purpose: "set_weight".into(),
+        };
+        j.apply(&at(1, Event::ChildStarted { group: group(41) }));
+        j.apply(&at(1, Event::ChildStarted { group: group(42) }));
+        j.apply(&at(2, Event::ChildEnded { pgid: 41 }));
+        assert_eq!(j.children, [group(42)]);
+    }
+
+    #[test]
+    fn a_journal_round_trips_through_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shop").join(Journal::FILE);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut j = journal();
+        j.apply(&at(1, stage_started(1, 10.0, 0.0)));
+        j.save(&path, true).unwrap();
+        assert_eq!(Journal::load(&path).unwrap(), Some(j));
+        assert_eq!(Journal::load(&dir.path().join("none.json")).unwrap(), None);
+        std::fs::write(&path, "{").unwrap();
+        assert!(matches!(
+            Journal::load(&path),
+            Err(JournalError::Damaged { .. })
+        ));
+        let aside = Journal::set_aside(&path).unwrap();
+        assert!(
+            aside
+                .file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("journal.damaged-")
+        );
+        assert!(!path.exists() && aside.exists());
+    }
+}
