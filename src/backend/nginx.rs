@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Backend, BackendError, Executor, OwnCommands, WeightChange};
-use crate::plan::{NginxBackend as Spec, Plan, Weight};
+use crate::plan::{NGINX_STEPS_PER_PERCENT, NginxBackend as Spec, Plan, Weight};
 
 /// How often, and how many times, `verify_command` is tried after a reload: nginx applies a
 /// reload asynchronously, so the first try may come too early.
@@ -50,7 +50,7 @@ impl Nginx {
         let exec = self.exec();
         let path = &self.spec.upstream_file;
         let previous = exec.read_file(path).await?;
-        let contents = render(&self.spec, &self.commands.name, change);
+        let contents = render(&self.spec, &self.commands.name, change)?;
         exec.write_file(path, &contents).await?;
         let test = self
             .commands
@@ -83,8 +83,10 @@ impl Nginx {
     /// Puts back the file as it was before a change nginx refused. Where there was none, the
     /// stable-only upstream is the known state to leave.
     async fn restore(&self, previous: Option<String>) -> Result<(), BackendError> {
-        let contents = previous
-            .unwrap_or_else(|| render(&self.spec, &self.commands.name, self.current.to_stable()));
+        let contents = match previous {
+            Some(previous) => previous,
+            None => render(&self.spec, &self.commands.name, self.current.to_stable())?,
+        };
         self.exec()
             .write_file(&self.spec.upstream_file, &contents)
             .await?;
@@ -237,14 +239,14 @@ fn parent_of(pid: u32) -> Option<u32> {
 }
 
 /// The upstream block for a weight: each group's servers share its part of the traffic.
-pub fn render(spec: &Spec, plan_name: &str, change: WeightChange) -> String {
+pub fn render(spec: &Spec, plan_name: &str, change: WeightChange) -> Result<String, BackendError> {
     let mut out = format!(
         "# Written by rollout for plan `{plan_name}`; it is rewritten at every stage, do not edit.\n\
          # Stage {}: {} of traffic to the new version.\n\
          upstream {} {{\n",
         change.stage, change.weight, spec.upstream
     );
-    let (stable, canary) = server_weights(change.weight, spec.stable.len(), spec.canary.len());
+    let (stable, canary) = server_weights(change.weight, spec.stable.len(), spec.canary.len())?;
     for (servers, weight) in [(&spec.stable, stable), (&spec.canary, canary)] {
         if weight == 0 {
             continue;
@@ -257,22 +259,35 @@ pub fn render(spec: &Spec, plan_name: &str, change: WeightChange) -> String {
         out.push_str(&format!("    {line}\n"));
     }
     out.push_str("}\n");
-    out
+    Ok(out)
 }
 
 /// Integer nginx weights per stable and per canary server such that the canary group's share
-/// of the total is exactly `weight` percent (to a thousandth of a percent). 0 means the group
-/// is left out.
-pub fn server_weights(weight: Weight, stable_servers: usize, canary_servers: usize) -> (u64, u64) {
-    const SCALE: u64 = 1000;
-    let canary_share = (weight.percent() * SCALE as f64).round() as u64;
-    let stable_share = 100 * SCALE - canary_share;
+/// of the total is exactly `weight` percent. 0 means the group is left out. A weight finer
+/// than nginx's step here is refused rather than rounded: rounding 0.0004% would leave the
+/// canary out while every report said 0.0004% (validation refuses such plans first).
+pub fn server_weights(
+    weight: Weight,
+    stable_servers: usize,
+    canary_servers: usize,
+) -> Result<(u64, u64), BackendError> {
+    let total = 100 * NGINX_STEPS_PER_PERCENT;
+    let canary_share = weight
+        .in_steps(NGINX_STEPS_PER_PERCENT)
+        .filter(|share| *share <= total)
+        .ok_or_else(|| {
+            BackendError::Precondition(format!(
+                "nginx weights cannot send exactly {weight} of traffic: it is not a multiple of {}%",
+                1.0 / NGINX_STEPS_PER_PERCENT as f64
+            ))
+        })?;
+    let stable_share = total - canary_share;
     // Each group's share split evenly across its servers, as whole numbers:
     // stable server = stable_share * C, canary server = canary_share * S (over S*C*total).
     let stable = stable_share * canary_servers as u64;
     let canary = canary_share * stable_servers as u64;
     let divisor = gcd(stable, canary).max(1);
-    (stable / divisor, canary / divisor)
+    Ok((stable / divisor, canary / divisor))
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -306,7 +321,7 @@ mod tests {
 
     /// The canary group's share of the total, in percent.
     fn share(w: f64, s: usize, c: usize) -> f64 {
-        let (sw, cw) = server_weights(weight(w), s, c);
+        let (sw, cw) = server_weights(weight(w), s, c).unwrap();
         let total = sw * s as u64 + cw * c as u64;
         100.0 * (cw * c as u64) as f64 / total as f64
     }
@@ -321,6 +336,9 @@ mod tests {
             (0.1, 1, 1),
             (33.3, 3, 7),
             (99.0, 5, 2),
+            (0.001, 7, 3),
+            (99.999, 7, 3),
+            (33.333, 1, 1),
         ] {
             let got = share(w, s, c);
             assert!(
@@ -332,11 +350,12 @@ mod tests {
 
     #[test]
     fn weights_are_reduced_to_small_numbers() {
-        assert_eq!(server_weights(weight(1.0), 3, 2), (66, 1));
-        assert_eq!(server_weights(weight(50.0), 1, 1), (1, 1));
-        assert_eq!(server_weights(weight(25.0), 1, 1), (3, 1));
-        assert_eq!(server_weights(weight(0.0), 2, 2), (1, 0));
-        assert_eq!(server_weights(weight(100.0), 2, 2), (0, 1));
+        let at = |w, s, c| server_weights(weight(w), s, c).unwrap();
+        assert_eq!(at(1.0, 3, 2), (66, 1));
+        assert_eq!(at(50.0, 1, 1), (1, 1));
+        assert_eq!(at(25.0, 1, 1), (3, 1));
+        assert_eq!(at(0.0, 2, 2), (1, 0));
+        assert_eq!(at(100.0, 2, 2), (0, 1));
     }
 
     #[test]
@@ -353,7 +372,8 @@ mod tests {
             ),
             "shop",
             change,
-        );
+        )
+        .unwrap();
         assert_eq!(
             text,
             "# Written by rollout for plan `shop`; it is rewritten at every stage, do not edit.\n\
@@ -396,8 +416,79 @@ mod tests {
                     previous: weight(0.0),
                 },
             )
+            .unwrap()
         };
         assert!(!at(0.0).contains("b:1"));
         assert!(!at(100.0).contains("a:1"));
+    }
+
+    #[test]
+    fn the_smallest_steps_keep_both_groups_and_finer_weights_are_refused() {
+        assert_eq!(server_weights(weight(0.001), 7, 3).unwrap(), (299_997, 7));
+        assert_eq!(server_weights(weight(99.999), 7, 3).unwrap(), (1, 233_331));
+        for w in [0.0004, 99.9996, 33.3333] {
+            let err = server_weights(weight(w), 1, 1).unwrap_err().to_string();
+            assert_eq!(
+                err,
+                format!(
+                    "nginx weights cannot send exactly {w}% of traffic: it is not a multiple of 0.001%"
+                )
+            );
+        }
+    }
+
+    /// nginx parses `weight=` as a whole number with no upper bound short of overflow; the
+    /// large weights of the smallest steps must pass the real `nginx -t`.
+    #[test]
+    fn nginx_accepts_the_weights_of_the_smallest_steps() {
+        let nginx = nginx_binary();
+        let dir = tempfile::tempdir().unwrap();
+        let stable: Vec<String> = (1..=7).map(|i| format!("127.0.0.1:{}", 9000 + i)).collect();
+        let canary: Vec<String> = (1..=3).map(|i| format!("127.0.0.1:{}", 9100 + i)).collect();
+        let stable: Vec<&str> = stable.iter().map(String::as_str).collect();
+        let canary: Vec<&str> = canary.iter().map(String::as_str).collect();
+        for (w, largest) in [(0.001, "weight=299997;"), (99.999, "weight=233331;")] {
+            let change = WeightChange {
+                stage: 1,
+                weight: weight(w),
+                previous: weight(0.0),
+            };
+            let upstream = render(&spec(&stable, &canary), "p", change).unwrap();
+            assert!(upstream.contains(largest), "{upstream}");
+            std::fs::write(dir.path().join("upstream.conf"), &upstream).unwrap();
+            let d = dir.path().display();
+            std::fs::write(
+                dir.path().join("nginx.conf"),
+                format!(
+                    "pid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+                     http {{\n    include {d}/upstream.conf;\n}}\n"
+                ),
+            )
+            .unwrap();
+            let output = std::process::Command::new(&nginx)
+                .arg("-p")
+                .arg(format!("{d}/"))
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .arg("-t")
+                .output()
+                .unwrap();
+            assert!(
+                output.status.success(),
+                "nginx -t refused\n{upstream}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
+    /// nginx, or a failure naming how to install it: a machine without it must not pass by
+    /// testing nothing.
+    fn nginx_binary() -> PathBuf {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/sbin")])
+            .map(|dir| dir.join("nginx"))
+            .find(|candidate| candidate.is_file())
+            .expect("this test needs `nginx` (on Debian: apt-get install -y nginx-light)")
     }
 }

@@ -91,6 +91,14 @@ impl Weight {
     pub fn is_full(self) -> bool {
         self.0 == 100.0
     }
+
+    /// The weight as a whole number of steps of `1 / steps_per_percent` percent, when it is
+    /// one. Within float noise only: 0.1 has no exact binary form, yet it is 100 steps of 0.001%.
+    pub fn in_steps(self, steps_per_percent: u64) -> Option<u64> {
+        let scaled = self.0 * steps_per_percent as f64;
+        let whole = scaled.round();
+        ((scaled - whole).abs() <= 1e-6).then_some(whole as u64)
+    }
 }
 
 impl fmt::Display for Weight {
@@ -352,6 +360,10 @@ impl Backend {
         }
     }
 }
+
+/// nginx weights are integers, and the nginx backend splits 100% into this many steps per
+/// percent: 0.001% is the smallest weight change it can express exactly.
+pub const NGINX_STEPS_PER_PERCENT: u64 = 1000;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct NginxBackend {
