@@ -30,7 +30,13 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
         .backend
         .and_then(|b| b.spec.map(|spec| (spec, b.header)));
     if let (Some((backend, header)), Some(stages)) = (&backend, &stages) {
-        check_backend_weights(cx, backend, header, stages, raw.stages.as_ref());
+        super::backend_fields::check_backend_weights(
+            cx,
+            backend,
+            header,
+            stages,
+            raw.stages.as_ref(),
+        );
     }
     let hooks = plan_hooks(&raw.hooks, defaults.hook_timeout);
     if cx.has_errors() {
@@ -741,62 +747,6 @@ fn plan_hooks(raw: &[RawPlanHook], default_timeout: Duration) -> Option<Vec<Plan
             })
         })
         .collect()
-}
-
-/// Backends that cannot split traffic finely restrict the weights a plan may use.
-fn check_backend_weights(
-    cx: &Cx,
-    backend: &Backend,
-    header: &Span,
-    stages: &[Stage],
-    raw: Option<&At<Vec<RawStage>>>,
-) {
-    let Some(raw) = raw else { return };
-    for (stage, raw_stage) in stages.iter().zip(&raw.value) {
-        let span = raw_stage
-            .weight
-            .as_ref()
-            .map_or(header.clone(), |w| w.span.clone());
-        let path = join(&raw_stage.path, "weight");
-        match backend {
-            Backend::Ecs(EcsBackend {
-                mode: EcsMode::Service { .. },
-                ..
-            }) if !stage.weight.is_zero() && !stage.weight.is_full() => cx.push(
-                Diagnostic::error(path, span, format!("the ecs backend in mode = \"service\" cannot send {} of traffic", stage.weight))
-                    .label("only 0 or 100 here")
-                    .help("mode = \"service\" replaces the whole service at once; use mode = \"alb\" with two target groups for gradual weights"),
-            ),
-            Backend::Nginx(_) => check_nginx_step(cx, stage, path, span),
-            _ => {}
-        }
-    }
-}
-
-/// nginx would round a finer weight to a neighbouring split (0.0004% to no canary server at
-/// all) while every event still said 0.0004%.
-fn check_nginx_step(cx: &Cx, stage: &Stage, path: String, span: Span) {
-    if stage.weight.in_steps(NGINX_STEPS_PER_PERCENT).is_some() {
-        return;
-    }
-    let steps = NGINX_STEPS_PER_PERCENT as f64;
-    let scaled = stage.weight.percent() * steps;
-    let (below, above) = (scaled.floor() / steps, scaled.ceil() / steps);
-    let step = 1.0 / steps;
-    cx.push(
-        Diagnostic::error(
-            path,
-            span,
-            format!(
-                "stage {}'s weight {} is finer than the nginx backend can split traffic",
-                stage.number, stage.weight
-            ),
-        )
-        .label(format!("not a multiple of {step}%"))
-        .help(format!(
-            "nginx weights here move traffic in steps of {step}%; use {below} or {above}"
-        )),
-    );
 }
 
 /// "a prometheus", "an http-json".

@@ -1303,3 +1303,50 @@ fn nginx_weights_finer_than_the_smallest_step() {
         )
         .run();
 }
+
+/// A wrapper around nginx's test cannot be turned into `nginx -T`, so rollout cannot check
+/// which upstream file nginx loads: a warning, not an error.
+#[test]
+fn nginx_test_command_wrapper_warns() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/app.conf"
+        upstream = "app"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        test_command = ["sh", "-c", "sleep 1; nginx -t"]
+        pid_file = "/run/nginx.pid"
+
+        [[metrics]]
+        name = "errors"
+        source = "c"
+        run = ["./errors.sh"]
+        advance = "< 1"
+
+        [sources.c]
+        type = "command"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .stderr(
+            r#"
+        warning: backend.test_command: rollout cannot check that nginx loads the upstream file
+         --> plan.toml:8:16
+          |
+        8 | test_command = ["sh", "-c", "sleep 1; nginx -t"]
+          |                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ not an `nginx ... -t` command
+          |
+          = help: rollout runs test_command with -T in place of -t to read nginx's configuration and confirm, after every reload, that it includes this write of upstream_file; it cannot for a wrapper, so only pid_file or verify_command confirm reloads. Run nginx with -t directly, or behind a prefix such as sudo or docker exec NAME
+
+        plan.toml: valid (1 warning)
+            "#,
+        )
+        .run();
+}

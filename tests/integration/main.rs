@@ -6,6 +6,7 @@ mod dry_run;
 mod e2e_ecs;
 mod e2e_kubectl;
 mod e2e_nginx;
+mod e2e_nginx_truth;
 mod e2e_state;
 mod harness;
 mod invalid_plans;
