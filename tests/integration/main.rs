@@ -2,6 +2,7 @@
 //! would see.
 
 mod completions;
+mod demo;
 mod dry_run;
 mod e2e_ecs;
 mod e2e_kubectl;
