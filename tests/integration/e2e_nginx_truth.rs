@@ -121,7 +121,7 @@ fn an_upstream_file_nginx_does_not_load_is_refused_before_anything_changes() {
 
 /// A new upstream file (it did not exist, so the preflight cannot look for it) that nginx's
 /// configuration does not include: every reload is checked against `nginx -T`, so the run
-/// never says the weight was applied.
+/// never says the weight was applied; nor that its rollback was, so it ends with exit 5.
 #[test]
 fn a_new_upstream_file_nginx_does_not_load_is_never_reported_as_applied() {
     let lab = Lab::start();
@@ -133,7 +133,8 @@ fn a_new_upstream_file_nginx_does_not_load_is_never_reported_as_applied() {
     )
     .unwrap();
     let (code, stderr) = rollout(dir.path(), &["run", "plan.toml"]);
-    assert_ne!(code, 0, "{stderr}");
+    assert_eq!(code, 5, "a rollback it cannot confirm either: {stderr}");
+    assert!(stderr.contains("ROLLBACK FAILED"), "{stderr}");
     assert!(
         !stderr.contains("of traffic on the new version"),
         "a weight was reported as applied: {stderr}"
