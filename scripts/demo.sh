@@ -3,6 +3,8 @@
 # nginx, a real Prometheus scraping them, live traffic, and `rollout run` moving it stage by stage.
 #   ./scripts/demo.sh          a healthy canary, promoted to 100%
 #   ./scripts/demo.sh --bad    the canary starts failing mid-rollout and is rolled back
+# Ctrl-C rolls back (rollout receives it too); the demo then stops nginx, Prometheus and the
+# services. ROLLOUT_DEMO_QUICK=1 bakes each stage for seconds instead of 15 s (the tests use it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/install-services.sh

@@ -401,7 +401,8 @@ fn kill_group(pid: u32) {
 }
 
 /// Temp file in the same directory, fsync, rename over the target, fsync the directory, keeping
-/// the target's permissions. A crash at any moment leaves the old file or the new one.
+/// the target's permissions. A crash at any moment leaves the old file or the new one. A
+/// symlink is written through: the file it finally points to is replaced, and the link stays.
 pub fn write_atomically(path: &Path, contents: &[u8]) -> Result<(), ExecError> {
     write_atomically_with(path, contents, true)
 }
@@ -414,6 +415,10 @@ pub fn write_atomically_with(path: &Path, contents: &[u8], durable: bool) -> Res
         let path = path.to_path_buf();
         move |source| ExecError::Io { op, path, source }
     };
+    // Renaming over a link would replace the link itself, while whoever reads the target
+    // (nginx includes the target's path) kept reading the old file.
+    let target = resolve_symlinks(path)?;
+    let path = target.as_path();
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -444,6 +449,35 @@ pub fn write_atomically_with(path: &Path, contents: &[u8], durable: bool) -> Res
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io("sync the directory", dir))
+}
+
+/// The file a path finally names: symlinks followed one after the other (a relative one from
+/// its link's directory), up to the kernel's own limit of 40. The last path need not exist.
+pub fn resolve_symlinks(path: &Path) -> Result<PathBuf, ExecError> {
+    const MAX_LINKS: usize = 40;
+    let mut current = path.to_path_buf();
+    for _ in 0..MAX_LINKS {
+        match std::fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                let target = std::fs::read_link(&current).map_err(|source| ExecError::Io {
+                    op: "read the symlink",
+                    path: current.clone(),
+                    source,
+                })?;
+                // An absolute target replaces the whole path in `join`.
+                current = match current.parent() {
+                    Some(dir) => dir.join(target),
+                    None => target,
+                };
+            }
+            _ => return Ok(current),
+        }
+    }
+    Err(ExecError::Io {
+        op: "follow the symlinks of",
+        path: path.to_path_buf(),
+        source: std::io::Error::from_raw_os_error(libc::ELOOP),
+    })
 }
 
 #[cfg(test)]
@@ -497,6 +531,51 @@ mod tests {
                 .starts_with("cannot run `/nonexistent/tool`"),
             "{err}"
         );
+    }
+
+    /// nginx includes the target's path: replacing the link would leave it reading the old file.
+    #[test]
+    fn atomic_writes_go_through_a_chain_of_symlinks() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        let target = real.join("upstream.conf");
+        std::fs::write(&target, "old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o640)).unwrap();
+        // links/b -> ../real/upstream.conf (relative), a -> links/b (absolute)
+        std::fs::create_dir(dir.path().join("links")).unwrap();
+        let b = dir.path().join("links/b");
+        std::os::unix::fs::symlink("../real/upstream.conf", &b).unwrap();
+        let a = dir.path().join("a");
+        std::os::unix::fs::symlink(&b, &a).unwrap();
+        write_atomically(&a, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "new");
+        for link in [&a, &b] {
+            let meta = std::fs::symlink_metadata(link).unwrap();
+            assert!(
+                meta.file_type().is_symlink(),
+                "{} was replaced",
+                link.display()
+            );
+        }
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640);
+        // The temporary file was made, and renamed, next to the target.
+        assert_eq!(std::fs::read_dir(&real).unwrap().count(), 1);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("links")).unwrap().count(),
+            1
+        );
+    }
+
+    #[test]
+    fn a_symlink_loop_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a");
+        std::os::unix::fs::symlink("b", &a).unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("b")).unwrap();
+        let err = write_atomically(&a, b"x").unwrap_err().to_string();
+        assert!(err.starts_with("cannot follow the symlinks of "), "{err}");
     }
 
     #[test]

@@ -90,6 +90,21 @@ impl OwnCommands {
     ) -> Result<Output, BackendError> {
         run_checked(self.exec.as_ref(), &self.cmd(argv, change, purpose)).await
     }
+
+    /// Like `run_checked`, for a command whose stdout is a document read whole (nginx's
+    /// configuration dump): up to `exec::KEEP_DOCUMENT` of it is kept.
+    pub async fn read_document(
+        &self,
+        argv: &crate::plan::Argv,
+        change: WeightChange,
+        purpose: &str,
+    ) -> Result<Output, BackendError> {
+        let cmd = Cmd {
+            stdout_keep: exec::KEEP_DOCUMENT,
+            ..self.cmd(argv, change, purpose)
+        };
+        run_checked(self.exec.as_ref(), &cmd).await
+    }
 }
 
 #[derive(Debug, Error)]

@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::diagnostic::Diagnostic;
+use super::diagnostic::{Diagnostic, Span};
 use super::model::*;
-use super::raw::RawBackend;
-use super::reader::Table;
+use super::raw::{RawBackend, RawStage};
+use super::reader::{At, Cx, Table, join};
 
 const TYPES: [&str; 4] = ["nginx", "kubectl", "ecs", "command"];
 
@@ -244,7 +244,7 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         );
         return None;
     }
-    verify_ok.then(|| NginxBackend {
+    let spec = NginxBackend {
         upstream_file,
         upstream,
         stable,
@@ -255,7 +255,15 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         pid_file,
         extra,
         command_timeout,
-    })
+    };
+    if let (None, Some(f)) = (spec.dump_command(), table.field("test_command")) {
+        table.push(
+            Diagnostic::warning(f.path(), f.span(), "rollout cannot check that nginx loads the upstream file")
+                .label("not an `nginx ... -t` command")
+                .help("rollout runs test_command with -T in place of -t to read nginx's configuration and confirm, after every reload, that it includes this write of upstream_file; it cannot for a wrapper, so only pid_file or verify_command confirm reloads. Run nginx with -t directly, or behind a prefix such as sudo or docker exec NAME"),
+        );
+    }
+    verify_ok.then_some(spec)
 }
 
 /// A non-empty list of `host:port` servers.
@@ -517,4 +525,60 @@ fn command(table: &Table<'_, '_>) -> Option<CommandBackend> {
         verify: verify.flatten(),
         timeout,
     })
+}
+
+/// Backends that cannot split traffic finely restrict the weights a plan may use.
+pub fn check_backend_weights(
+    cx: &Cx,
+    backend: &Backend,
+    header: &Span,
+    stages: &[Stage],
+    raw: Option<&At<Vec<RawStage>>>,
+) {
+    let Some(raw) = raw else { return };
+    for (stage, raw_stage) in stages.iter().zip(&raw.value) {
+        let span = raw_stage
+            .weight
+            .as_ref()
+            .map_or(header.clone(), |w| w.span.clone());
+        let path = join(&raw_stage.path, "weight");
+        match backend {
+            Backend::Ecs(EcsBackend {
+                mode: EcsMode::Service { .. },
+                ..
+            }) if !stage.weight.is_zero() && !stage.weight.is_full() => cx.push(
+                Diagnostic::error(path, span, format!("the ecs backend in mode = \"service\" cannot send {} of traffic", stage.weight))
+                    .label("only 0 or 100 here")
+                    .help("mode = \"service\" replaces the whole service at once; use mode = \"alb\" with two target groups for gradual weights"),
+            ),
+            Backend::Nginx(_) => check_nginx_step(cx, stage, path, span),
+            _ => {}
+        }
+    }
+}
+
+/// nginx would round a finer weight to a neighbouring split (0.0004% to no canary server at
+/// all) while every event still said 0.0004%.
+fn check_nginx_step(cx: &Cx, stage: &Stage, path: String, span: Span) {
+    if stage.weight.in_steps(NGINX_STEPS_PER_PERCENT).is_some() {
+        return;
+    }
+    let steps = NGINX_STEPS_PER_PERCENT as f64;
+    let scaled = stage.weight.percent() * steps;
+    let (below, above) = (scaled.floor() / steps, scaled.ceil() / steps);
+    let step = 1.0 / steps;
+    cx.push(
+        Diagnostic::error(
+            path,
+            span,
+            format!(
+                "stage {}'s weight {} is finer than the nginx backend can split traffic",
+                stage.number, stage.weight
+            ),
+        )
+        .label(format!("not a multiple of {step}%"))
+        .help(format!(
+            "nginx weights here move traffic in steps of {step}%; use {below} or {above}"
+        )),
+    );
 }

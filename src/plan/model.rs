@@ -91,6 +91,14 @@ impl Weight {
     pub fn is_full(self) -> bool {
         self.0 == 100.0
     }
+
+    /// The weight as a whole number of steps of `1 / steps_per_percent` percent, when it is
+    /// one. Within float noise only: 0.1 has no exact binary form, yet it is 100 steps of 0.001%.
+    pub fn in_steps(self, steps_per_percent: u64) -> Option<u64> {
+        let scaled = self.0 * steps_per_percent as f64;
+        let whole = scaled.round();
+        ((scaled - whole).abs() <= 1e-6).then_some(whole as u64)
+    }
 }
 
 impl fmt::Display for Weight {
@@ -373,6 +381,10 @@ impl Backend {
     }
 }
 
+/// nginx weights are integers, and the nginx backend splits 100% into this many steps per
+/// percent: 0.001% is the smallest weight change it can express exactly.
+pub const NGINX_STEPS_PER_PERCENT: u64 = 1000;
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct NginxBackend {
     pub upstream_file: PathBuf,
@@ -386,6 +398,30 @@ pub struct NginxBackend {
     pub pid_file: Option<PathBuf>,
     pub extra: Vec<String>,
     pub command_timeout: Duration,
+}
+
+impl NginxBackend {
+    /// The command that prints nginx's whole configuration (`nginx -T`): `test_command` with its
+    /// `-t` turned into `-T`, when it runs nginx with exactly one `-t` (directly, or behind a
+    /// prefix such as `sudo` or `docker exec NAME`). `None` for other wrappers (a script, `sh
+    /// -c`), whose output rollout cannot know to be nginx's.
+    pub fn dump_command(&self) -> Option<Argv> {
+        let args = self.test_command.as_slice();
+        let nginx = args.iter().position(|a| {
+            std::path::Path::new(a)
+                .file_name()
+                .is_some_and(|n| n == "nginx")
+        })?;
+        let flags: Vec<usize> = (nginx + 1..args.len())
+            .filter(|&i| args[i] == "-t" || args[i] == "-T")
+            .collect();
+        let [flag] = flags.as_slice() else {
+            return None;
+        };
+        let mut dump = args.to_vec();
+        dump[*flag] = "-T".to_string();
+        Argv::new(dump)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -488,5 +524,57 @@ mod tests {
         let argv = Argv::new(vec!["echo".into(), "a b".into(), "it's".into()]).unwrap();
         assert_eq!(argv.to_string(), "echo 'a b' 'it'\\''s'");
         assert!(Argv::new(vec![]).is_none());
+    }
+
+    #[test]
+    fn weights_in_steps_tolerate_float_noise_only() {
+        let steps = |w: f64| Weight::new(w).unwrap().in_steps(NGINX_STEPS_PER_PERCENT);
+        assert_eq!(steps(0.1), Some(100));
+        assert_eq!(steps(33.333), Some(33_333));
+        assert_eq!(steps(100.0), Some(100_000));
+        assert_eq!(steps(0.0004), None);
+        assert_eq!(steps(99.9996), None);
+    }
+
+    #[test]
+    fn the_nginx_dump_command_comes_from_an_nginx_test_command() {
+        let dump = |test: &[&str]| {
+            let spec = NginxBackend {
+                upstream_file: "/u.conf".into(),
+                upstream: "app".into(),
+                stable: vec![],
+                canary: vec![],
+                test_command: Argv::new(test.iter().map(|a| a.to_string()).collect()).unwrap(),
+                reload_command: Argv::new(vec!["nginx".into()]).unwrap(),
+                verify_command: None,
+                pid_file: None,
+                extra: vec![],
+                command_timeout: Duration::from_secs(1),
+            };
+            spec.dump_command().map(|a| a.to_string())
+        };
+        assert_eq!(dump(&["nginx", "-t"]).as_deref(), Some("nginx -T"));
+        assert_eq!(
+            dump(&[
+                "/usr/sbin/nginx",
+                "-p",
+                "/x/",
+                "-c",
+                "/x/n.conf",
+                "-t",
+                "-q"
+            ])
+            .as_deref(),
+            Some("/usr/sbin/nginx -p /x/ -c /x/n.conf -T -q")
+        );
+        assert_eq!(
+            dump(&["docker", "exec", "edge", "nginx", "-t"]).as_deref(),
+            Some("docker exec edge nginx -T")
+        );
+        assert_eq!(dump(&["nginx", "-T"]).as_deref(), Some("nginx -T"));
+        assert_eq!(dump(&["sh", "-c", "sleep 1; nginx -t"]), None);
+        assert_eq!(dump(&["./check-nginx.sh", "-t"]), None);
+        assert_eq!(dump(&["nginx", "-t", "-t"]), None);
+        assert_eq!(dump(&["nginx"]), None);
     }
 }

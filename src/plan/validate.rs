@@ -33,7 +33,13 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
         .backend
         .and_then(|b| b.spec.map(|spec| (spec, b.header)));
     if let (Some((backend, header)), Some(stages)) = (&backend, &stages) {
-        check_backend_weights(cx, backend, header, stages, raw.stages.as_ref());
+        super::backend_fields::check_backend_weights(
+            cx,
+            backend,
+            header,
+            stages,
+            raw.stages.as_ref(),
+        );
     }
     let hooks = plan_hooks(&raw.hooks, defaults.hook_timeout);
     if cx.has_errors() {
@@ -758,38 +764,6 @@ fn plan_hooks(raw: &[RawPlanHook], default_timeout: Duration) -> Option<Vec<Plan
             })
         })
         .collect()
-}
-
-/// Backends that cannot split traffic restrict the weights a plan may use.
-fn check_backend_weights(
-    cx: &Cx,
-    backend: &Backend,
-    header: &Span,
-    stages: &[Stage],
-    raw: Option<&At<Vec<RawStage>>>,
-) {
-    let Backend::Ecs(EcsBackend {
-        mode: EcsMode::Service { .. },
-        ..
-    }) = backend
-    else {
-        return;
-    };
-    let Some(raw) = raw else { return };
-    for (stage, raw_stage) in stages.iter().zip(&raw.value) {
-        if stage.weight.is_zero() || stage.weight.is_full() {
-            continue;
-        }
-        let span = raw_stage
-            .weight
-            .as_ref()
-            .map_or(header.clone(), |w| w.span.clone());
-        cx.push(
-            Diagnostic::error(join(&raw_stage.path, "weight"), span, format!("the ecs backend in mode = \"service\" cannot send {} of traffic", stage.weight))
-                .label("only 0 or 100 here")
-                .help("mode = \"service\" replaces the whole service at once; use mode = \"alb\" with two target groups for gradual weights"),
-        );
-    }
 }
 
 /// "a prometheus", "an http-json".

@@ -68,11 +68,13 @@ fn prints_every_action_and_touches_nothing() {
         .stderr(
             r#"
             rollout shop: canary in 3 stages through the nginx upstream `shop` in /etc/nginx/conf.d/shop-upstream.conf (dry run: nothing will be changed)
-            would run (nginx config test (preflight)): nginx -t
+            would check that rollout can create files next to /etc/nginx/conf.d/shop-upstream.conf
+            would run (nginx config test (preflight)): nginx -T
+            would check that nginx's configuration includes /etc/nginx/conf.d/shop-upstream.conf, if it exists yet
             stage 1/3: 0% -> 0%
             would write /etc/nginx/conf.d/shop-upstream.conf:
                 | # Written by rollout for plan `shop`; it is rewritten at every stage, do not edit.
-                | # Stage 1: 0% of traffic to the new version.
+                | # Stage 1: 0% of traffic to the new version. Write <token>.
                 | upstream shop {
                 |     server 10.0.0.1:8080 weight=1;
                 |     server 10.0.0.2:8080 weight=1;
@@ -81,6 +83,8 @@ fn prints_every_action_and_touches_nothing() {
                 | }
             would run (nginx config test): nginx -t
             would run (nginx reload): nginx -s reload
+            would run (read the configuration nginx loads): nginx -T
+            would confirm that nginx's configuration holds this write's header line
             would run (verify the reload): /usr/local/bin/check-shop-upstream
             stage 1: 0% of traffic on the new version
             would run (hook): ./migrate.sh --expand
@@ -88,7 +92,7 @@ fn prints_every_action_and_touches_nothing() {
             stage 2/3: 0% -> 1%
             would write /etc/nginx/conf.d/shop-upstream.conf:
                 | # Written by rollout for plan `shop`; it is rewritten at every stage, do not edit.
-                | # Stage 2: 1% of traffic to the new version.
+                | # Stage 2: 1% of traffic to the new version. Write <token>.
                 | upstream shop {
                 |     server 10.0.0.1:8080 weight=66;
                 |     server 10.0.0.2:8080 weight=66;
@@ -99,6 +103,8 @@ fn prints_every_action_and_touches_nothing() {
                 | }
             would run (nginx config test): nginx -t
             would run (nginx reload): nginx -s reload
+            would run (read the configuration nginx loads): nginx -T
+            would confirm that nginx's configuration holds this write's header line
             would run (verify the reload): /usr/local/bin/check-shop-upstream
             stage 2: 1% of traffic on the new version
             stage 2: baking 2m, measuring error-rate every 20s (max hold 30m)
@@ -108,7 +114,7 @@ fn prints_every_action_and_touches_nothing() {
             stage 3/3: 1% -> 100%
             would write /etc/nginx/conf.d/shop-upstream.conf:
                 | # Written by rollout for plan `shop`; it is rewritten at every stage, do not edit.
-                | # Stage 3: 100% of traffic to the new version.
+                | # Stage 3: 100% of traffic to the new version. Write <token>.
                 | upstream shop {
                 |     server 10.0.1.1:8080 weight=1;
                 |     server 10.0.1.2:8080 weight=1;
@@ -116,6 +122,8 @@ fn prints_every_action_and_touches_nothing() {
                 | }
             would run (nginx config test): nginx -t
             would run (nginx reload): nginx -s reload
+            would run (read the configuration nginx loads): nginx -T
+            would confirm that nginx's configuration holds this write's header line
             would run (verify the reload): /usr/local/bin/check-shop-upstream
             stage 3: 100% of traffic on the new version
             stage 3: baking 2m, measuring error-ceiling every 20s (max hold 30m)

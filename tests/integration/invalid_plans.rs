@@ -1299,3 +1299,124 @@ fn validate_json_lists_every_diagnostic_with_its_position() {
             .starts_with("cannot read missing.toml")
     );
 }
+
+/// nginx weights are integers: a stage weight finer than 0.001% would silently round to a
+/// neighbouring split (0.0004% to no canary server at all), so validation refuses it.
+#[test]
+fn nginx_weights_finer_than_the_smallest_step() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/app.conf"
+        upstream = "app"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        pid_file = "/run/nginx.pid"
+
+        [[stages]]
+        weight = 0.0004
+
+        [[stages]]
+        weight = 0.001
+
+        [[stages]]
+        weight = 33.3333
+
+        [[stages]]
+        weight = 99.9996
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: stage 1's weight 0.0004% is finer than the nginx backend can split traffic
+          --> plan.toml:11:10
+           |
+        11 | weight = 0.0004
+           |          ^^^^^^ not a multiple of 0.001%
+           |
+           = help: nginx weights here move traffic in steps of 0.001%; use 0 or 0.001
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:11:10
+           |
+        11 | weight = 0.0004
+           |          ^^^^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[2].weight: stage 3's weight 33.3333% is finer than the nginx backend can split traffic
+          --> plan.toml:17:10
+           |
+        17 | weight = 33.3333
+           |          ^^^^^^^ not a multiple of 0.001%
+           |
+           = help: nginx weights here move traffic in steps of 0.001%; use 33.333 or 33.334
+
+        error: stages[3].weight: stage 4's weight 99.9996% is finer than the nginx backend can split traffic
+          --> plan.toml:20:10
+           |
+        20 | weight = 99.9996
+           |          ^^^^^^^ not a multiple of 0.001%
+           |
+           = help: nginx weights here move traffic in steps of 0.001%; use 99.999 or 100
+
+        plan.toml: invalid (3 errors, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+/// A wrapper around nginx's test cannot be turned into `nginx -T`, so rollout cannot check
+/// which upstream file nginx loads: a warning, not an error.
+#[test]
+fn nginx_test_command_wrapper_warns() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/app.conf"
+        upstream = "app"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        test_command = ["sh", "-c", "sleep 1; nginx -t"]
+        pid_file = "/run/nginx.pid"
+
+        [[metrics]]
+        name = "errors"
+        source = "c"
+        run = ["./errors.sh"]
+        advance = "< 1"
+
+        [sources.c]
+        type = "command"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .stderr(
+            r#"
+        warning: backend.test_command: rollout cannot check that nginx loads the upstream file
+         --> plan.toml:8:16
+          |
+        8 | test_command = ["sh", "-c", "sleep 1; nginx -t"]
+          |                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ not an `nginx ... -t` command
+          |
+          = help: rollout runs test_command with -T in place of -t to read nginx's configuration and confirm, after every reload, that it includes this write of upstream_file; it cannot for a wrapper, so only pid_file or verify_command confirm reloads. Run nginx with -t directly, or behind a prefix such as sudo or docker exec NAME
+
+        plan.toml: valid (1 warning)
+            "#,
+        )
+        .run();
+}

@@ -112,6 +112,18 @@ impl Lab {
     /// configurable), so its first scrape comes 5-6 s after it starts, whatever the
     /// scrape_interval. Everything else is ready within half a second.
     pub fn start() -> Lab {
+        Lab::start_with(Group::Shared)
+    }
+
+    /// Like [`Lab::start`], with every process in a process group of its own, so that a Ctrl-C
+    /// in a terminal (SIGINT to the whole foreground group) does not reach them: for a program
+    /// that must outlive that signal long enough to clean up in order, such as the demo. Its
+    /// owner must drop the lab on every way out; a Ctrl-C of the test run no longer stops them.
+    pub fn start_apart_from_terminal() -> Lab {
+        Lab::start_with(Group::Own)
+    }
+
+    fn start_with(group: Group) -> Lab {
         let python = program("python3", "python3");
         let nginx_bin = program("nginx", "nginx-light");
         let prometheus_bin = program("prometheus", "prometheus");
@@ -121,8 +133,8 @@ impl Lab {
             .expect("create the lab's temporary directory");
 
         // Both services boot at once: Python's start-up is most of their readiness time.
-        let mut stable = spawn_service(&python, dir.path(), "stable", STABLE_VERSION);
-        let mut canary = spawn_service(&python, dir.path(), "canary", CANARY_VERSION);
+        let mut stable = spawn_service(&python, dir.path(), "stable", STABLE_VERSION, group);
+        let mut canary = spawn_service(&python, dir.path(), "canary", CANARY_VERSION, group);
         let stable_addr = await_service(&mut stable);
         let canary_addr = await_service(&mut canary);
 
@@ -131,11 +143,12 @@ impl Lab {
             format!("upstream app {{\n    server {stable_addr};\n}}\n"),
         )
         .expect("write upstream.conf");
-        let (nginx, nginx_port) = start_nginx(&nginx_bin, dir.path());
+        let (nginx, nginx_port) = start_nginx(&nginx_bin, dir.path(), group);
         let (prometheus, prometheus_port) = start_prometheus(
             &prometheus_bin,
             dir.path(),
             [stable_addr.as_str(), canary_addr.as_str()],
+            group,
         );
 
         Lab {
@@ -226,6 +239,20 @@ impl Lab {
         ];
         command.extend(args.iter().map(|a| a.to_string()));
         command
+    }
+
+    /// The pid of every process the lab started, by name: `stable`, `canary`, `nginx` (the
+    /// master), and `prometheus` while it runs.
+    pub fn pids(&self) -> Vec<(&'static str, u32)> {
+        let mut pids = vec![
+            (self.stable.name, self.stable.child.id()),
+            (self.canary.name, self.canary.child.id()),
+            (self.nginx.name, self.nginx.child.id()),
+        ];
+        if let Some(prometheus) = &*self.prometheus.lock().unwrap() {
+            pids.push((prometheus.name, prometheus.child.id()));
+        }
+        pids
     }
 
     /// The pids of nginx's current worker processes. Right after a reload there are two for a
@@ -541,13 +568,28 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn_service(python: &Path, dir: &Path, track: &'static str, version: &str) -> Proc {
+/// Which process group the lab's processes join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Group {
+    /// The starting process's: a Ctrl-C of a test run stops them too.
+    Shared,
+    /// Each its own, out of reach of the terminal's signals.
+    Own,
+}
+
+fn spawn_service(
+    python: &Path,
+    dir: &Path,
+    track: &'static str,
+    version: &str,
+    group: Group,
+) -> Proc {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/service.py");
     let mut command = Command::new(python);
     command
         .arg(script)
         .args(["--port", "0", "--track", track, "--version", version]);
-    Proc::spawn(track, command, dir)
+    Proc::spawn(track, command, dir, group)
 }
 
 /// Waits for a service's "listening 127.0.0.1:PORT" line and a first HTTP answer; returns the
@@ -577,7 +619,7 @@ fn await_service(service: &mut Proc) -> String {
 }
 
 /// Starts nginx on a free port and waits until it proxies `/` to stable.
-fn start_nginx(nginx: &Path, dir: &Path) -> (Proc, u16) {
+fn start_nginx(nginx: &Path, dir: &Path, group: Group) -> (Proc, u16) {
     // Proves that whoever answers on the port is this lab's nginx, not another test's that
     // happened to get the same port.
     let token = format!("rollout-lab {}", dir.display());
@@ -590,7 +632,7 @@ fn start_nginx(nginx: &Path, dir: &Path) -> (Proc, u16) {
             .arg(format!("{}/", dir.display()))
             .arg("-c")
             .arg(dir.join("nginx.conf"));
-        let mut proc = Proc::spawn("nginx", command, dir);
+        let mut proc = Proc::spawn("nginx", command, dir, group);
         proc.error_log = Some(dir.join("nginx-error.log"));
         let addr = format!("127.0.0.1:{port}");
         let up = proc.await_ready("proxy / to the stable service", || {
@@ -659,7 +701,12 @@ http {{
 }
 
 /// Starts Prometheus on a free port and waits until it has scraped both services.
-fn start_prometheus(prometheus: &Path, dir: &Path, targets: [&str; 2]) -> (Proc, u16) {
+fn start_prometheus(
+    prometheus: &Path,
+    dir: &Path,
+    targets: [&str; 2],
+    group: Group,
+) -> (Proc, u16) {
     let config = dir.join("prometheus.yml");
     // The `track` label comes from the services' own samples; the scrape adds only `job` and
     // `instance`.
@@ -685,7 +732,7 @@ fn start_prometheus(prometheus: &Path, dir: &Path, targets: [&str; 2]) -> (Proc,
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
             // Relative paths Prometheus might resolve (consoles) then point into the lab.
             .current_dir(dir);
-        let mut proc = Proc::spawn("prometheus", command, dir);
+        let mut proc = Proc::spawn("prometheus", command, dir, group);
         let addr = format!("127.0.0.1:{port}");
         // Both targets up proves the scrape works, and, since the targets' ports are this
         // lab's alone, that this is the lab's own Prometheus answering.
@@ -717,7 +764,11 @@ struct Proc {
 }
 
 impl Proc {
-    fn spawn(name: &'static str, mut command: Command, dir: &Path) -> Proc {
+    fn spawn(name: &'static str, mut command: Command, dir: &Path, group: Group) -> Proc {
+        if group == Group::Own {
+            use std::os::unix::process::CommandExt;
+            command.process_group(0);
+        }
         let output = dir.join(format!("{name}.log"));
         let file = File::create(&output).expect("create a process log");
         let child = command

@@ -2,10 +2,12 @@
 //! would see.
 
 mod completions;
+mod demo;
 mod dry_run;
 mod e2e_ecs;
 mod e2e_kubectl;
 mod e2e_nginx;
+mod e2e_nginx_truth;
 mod e2e_sources;
 mod e2e_state;
 mod faults;
