@@ -116,7 +116,7 @@ impl Kubectl {
             timeout: KUBECTL_TIMEOUT,
             purpose: purpose.into(),
             // `get -o json` of every Deployment in a namespace can run to megabytes.
-            stdout_keep: super::exec::KEEP_DOCUMENT,
+            stdout_keep: crate::exec::KEEP_DOCUMENT,
         }
     }
 
@@ -952,7 +952,7 @@ fn parse<T: for<'de> Deserialize<'de>>(
             purpose: purpose.to_string(),
             problem: format!(
                 "kubectl printed more than rollout reads ({} dropped)",
-                super::exec::human_bytes(output.stdout_dropped)
+                crate::exec::human_bytes(output.stdout_dropped)
             ),
         });
     }

@@ -3,10 +3,8 @@
 //! Every backend implements `Backend`; adding one is a new file and one arm in `build`.
 //! Backends act only through an `Executor`, which is what makes `--dry-run` exact.
 
-pub mod children;
 pub mod command;
 pub mod ecs;
-pub mod exec;
 pub mod kubectl;
 pub mod nginx;
 
@@ -15,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use thiserror::Error;
 
-pub use exec::{Cmd, ExecError, Executor, Output};
+pub use crate::exec::{Cmd, ExecError, Executor, Output};
 
 use crate::plan::{Plan, Weight};
 
@@ -77,7 +75,7 @@ impl OwnCommands {
             env: context_env(&self.name, change),
             timeout: self.timeout,
             purpose: purpose.to_string(),
-            stdout_keep: exec::KEEP,
+            stdout_keep: crate::exec::KEEP,
         }
     }
 
@@ -100,7 +98,7 @@ impl OwnCommands {
         purpose: &str,
     ) -> Result<Output, BackendError> {
         let cmd = Cmd {
-            stdout_keep: exec::KEEP_DOCUMENT,
+            stdout_keep: crate::exec::KEEP_DOCUMENT,
             ..self.cmd(argv, change, purpose)
         };
         run_checked(self.exec.as_ref(), &cmd).await
@@ -260,9 +258,9 @@ mod tests {
             env: Vec::new(),
             timeout: std::time::Duration::from_secs(60),
             purpose: "set_weight".into(),
-            stdout_keep: exec::KEEP,
+            stdout_keep: crate::exec::KEEP,
         };
-        let output = exec::run_command(&cmd).await.unwrap();
+        let output = crate::exec::run_command(&cmd).await.unwrap();
         let message = BackendError::failed(&cmd, &output).to_string();
         assert!(message.len() < 1_000, "{} bytes", message.len());
         assert_eq!(

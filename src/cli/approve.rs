@@ -1,5 +1,6 @@
-use rollout::engine::approval::{ApprovalByFile, ApprovalFile};
 use rollout::plan::Name;
+use rollout::state::RolloutDir;
+use rollout::state::approvals::ApprovalFile;
 
 use super::Exit;
 use super::args::ApproveArgs;
@@ -13,8 +14,8 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Invalid);
     };
-    let dir = args.state_dir.join(name.as_str());
-    if !dir.is_dir() {
+    let dir = RolloutDir::new(&args.state_dir, name.as_str());
+    if !dir.exists() {
         eprintln!(
             "error: no rollout named `{name}` has run with the state directory {} (is ROLLOUT_STATE_DIR or --state-dir the same as the run's?)",
             args.state_dir.display()
@@ -30,8 +31,7 @@ pub fn approve(args: &ApproveArgs) -> anyhow::Result<Exit> {
         approve: !args.reject,
         by,
     };
-    let path = ApprovalByFile::path_for(&args.state_dir, name.as_str());
-    rollout::backend::exec::write_atomically(&path, serde_json::to_string(&answer)?.as_bytes())?;
+    rollout::exec::write_atomically(&dir.approval(), serde_json::to_string(&answer)?.as_bytes())?;
     let verb = if args.reject { "refused" } else { "approved" };
     eprintln!("{verb} the waiting stage of `{name}` as {}", answer.by);
     Ok(Exit::Success)

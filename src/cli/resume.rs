@@ -6,7 +6,7 @@ use std::sync::Arc;
 use rollout::engine::Start;
 use rollout::plan::Weight;
 use rollout::state::lock::is_held;
-use rollout::state::{Journal, Pending, Status};
+use rollout::state::{Journal, Pending, RolloutDir, Status};
 
 use super::args::ResumeArgs;
 use super::session::{JournalStart, Session};
@@ -18,7 +18,8 @@ pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
     };
     let name = plan.name.to_string();
     let state_dir = &args.drive.state_dir;
-    let journal = match super::read_journal(&Journal::path(state_dir, &name), Some(&args.plan)) {
+    let dir = RolloutDir::new(state_dir, &name);
+    let journal = match super::read_journal(&dir.journal(), Some(&args.plan)) {
         Ok(journal) => journal,
         Err(exit) => return Ok(exit),
     };
@@ -41,7 +42,7 @@ pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Invalid);
     }
-    let running = journal.status.is_active() && is_held(state_dir, &name);
+    let running = journal.status.is_active() && is_held(&dir);
     let resumable = journal.status == Status::Paused || (journal.status.is_active() && !running);
     if !resumable {
         let holder = match (running, journal.pid) {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use rollout::backend::Recovery;
-use rollout::state::Journal;
+use rollout::state::{Journal, RolloutDir};
 
 use super::Exit;
 use super::args::RollbackArgs;
@@ -24,12 +24,12 @@ pub fn rollback(args: &RollbackArgs, color: bool) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Invalid);
     }
-    let path = Journal::path(&args.drive.state_dir, plan.name.as_str());
-    let journal = match Journal::load(&path) {
+    let dir = RolloutDir::new(&args.drive.state_dir, plan.name.as_str());
+    let journal = match Journal::load(&dir.journal()) {
         Ok(journal) => journal,
         Err(e) => {
             // An emergency rollback must not depend on the journal: the plan says what stable is.
-            let aside = match Journal::set_aside(&path) {
+            let aside = match Journal::set_aside(&dir) {
                 Ok(aside) => aside,
                 Err(move_error) => {
                     eprintln!("error: {e}, and it cannot be moved aside: {move_error}");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use rollout::engine::Start;
-use rollout::state::{Journal, Status};
+use rollout::state::{RolloutDir, Status};
 
 use super::args::RunArgs;
 use super::session::{JournalStart, Session};
@@ -45,8 +45,8 @@ fn refuse_over_unfinished(
     plan: &rollout::plan::Plan,
     args: &RunArgs,
 ) -> anyhow::Result<Option<Exit>> {
-    let path = Journal::path(&args.drive.state_dir, plan.name.as_str());
-    let journal = match super::read_journal(&path, Some(&args.plan)) {
+    let dir = RolloutDir::new(&args.drive.state_dir, plan.name.as_str());
+    let journal = match super::read_journal(&dir.journal(), Some(&args.plan)) {
         Ok(journal) => journal,
         Err(exit) => return Ok(Some(exit)),
     };
@@ -54,8 +54,7 @@ fn refuse_over_unfinished(
         return Ok(None);
     };
     let unfinished = matches!(journal.status, Status::Paused | Status::RollbackFailed)
-        || (journal.status.is_active()
-            && !rollout::state::lock::is_held(&args.drive.state_dir, plan.name.as_str()));
+        || (journal.status.is_active() && !rollout::state::lock::is_held(&dir));
     if !unfinished {
         return Ok(None);
     }

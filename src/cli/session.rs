@@ -10,11 +10,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 
-use rollout::backend::exec::{DryRunExecutor, RealExecutor};
+use rollout::approval::{Answer, ApproveAll, Approver};
 use rollout::backend::{self, Executor, Recovery};
-use rollout::engine::approval::{Answer, ApprovalByFile, ApproveAll, Approver};
-use rollout::engine::event::{Emitter, Ledger, NoLedger, Outcome, Reporter};
 use rollout::engine::{Engine, Start};
+use rollout::event::{Emitter, Ledger, NoLedger, Outcome, Reporter};
+use rollout::exec::{DryRunExecutor, RealExecutor};
 use rollout::metrics;
 use rollout::plan::Plan;
 use rollout::report::evidence::EvidenceCollector;
@@ -23,7 +23,8 @@ use rollout::report::plain::PlainReporter;
 use rollout::report::progress::ProgressReporter;
 use rollout::report::summary::SummaryCollector;
 use rollout::report::text::Verbosity;
-use rollout::state::{Journal, JournalReporter, Lock};
+use rollout::state::approvals::ApprovalByFile;
+use rollout::state::{Journal, JournalReporter, Lock, RolloutDir};
 
 use super::Exit;
 use super::args::{DriveArgs, OutputFormat};
@@ -54,6 +55,7 @@ impl Session {
         color: bool,
     ) -> anyhow::Result<Result<Session, Exit>> {
         let name = plan.name.as_str();
+        let dir = RolloutDir::new(&drive.state_dir, name);
         if let Some(path) = &drive.report
             && let Err(problem) = check_writable(path)
         {
@@ -66,7 +68,7 @@ impl Session {
         let lock = if dry_run {
             None
         } else {
-            match Lock::acquire(&drive.state_dir, name, command) {
+            match Lock::acquire(&dir, command) {
                 Ok(lock) => {
                     if let Some(dead) = &lock.taken_over_from {
                         eprintln!(
@@ -106,7 +108,7 @@ impl Session {
             None
         } else {
             let journal = stop_children_left_behind(journal).await?;
-            let path = Journal::path(&drive.state_dir, name);
+            let path = dir.journal();
             let mut journal = match journal {
                 JournalStart::New => Journal::new(
                     name,
@@ -125,11 +127,11 @@ impl Session {
         let events = Emitter::new(reporters);
         let exec: Arc<dyn Executor> = if dry_run {
             Arc::new(DryRunExecutor {
-                events: events.clone(),
+                observer: events.observer(),
             })
         } else {
             Arc::new(RealExecutor {
-                events: events.clone(),
+                observer: events.observer(),
             })
         };
         let client = metrics::http_client()?;
@@ -267,7 +269,7 @@ async fn stop_children_left_behind(journal: JournalStart) -> anyhow::Result<Jour
         return Ok(journal);
     };
     for group in std::mem::take(&mut journal.children) {
-        let stopped = rollout::backend::children::stop(&group, Duration::from_secs(10))
+        let stopped = rollout::exec::children::stop(&group, Duration::from_secs(10))
             .await
             .map_err(|e| anyhow::anyhow!("{e}; stop it by hand, then try again"))?;
         if stopped {
@@ -311,7 +313,7 @@ async fn approver(plan: &Plan, drive: &DriveArgs, dry_run: bool) -> Arc<dyn Appr
         return Arc::new(ApproveAll);
     }
     let by_file = ApprovalByFile {
-        path: ApprovalByFile::path_for(&drive.state_dir, plan.name.as_str()),
+        path: RolloutDir::new(&drive.state_dir, plan.name.as_str()).approval(),
         poll: Duration::from_millis(500),
     };
     if !dry_run {

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use rollout::plan::show_number;
 use rollout::state::lock::is_held;
-use rollout::state::{Journal, Pending, Status};
+use rollout::state::{Journal, Pending, RolloutDir, Status};
 
 use super::Exit;
 use super::args::{OutputFormat, StatusArgs};
@@ -34,7 +34,8 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
     };
     let plan = Path::new(&args.rollout);
     let plan = plan.is_file().then_some(plan);
-    let journal = match super::read_journal(&Journal::path(&args.state_dir, &name), plan) {
+    let dir = RolloutDir::new(&args.state_dir, &name);
+    let journal = match super::read_journal(&dir.journal(), plan) {
         Ok(journal) => journal,
         Err(exit) => return Ok(exit),
     };
@@ -45,7 +46,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Invalid);
     };
-    let running = journal.status.is_active() && is_held(&args.state_dir, &name);
+    let running = journal.status.is_active() && is_held(&dir);
     match args.output {
         OutputFormat::Human => print!("{}", render(&journal, running)),
         OutputFormat::Json => {

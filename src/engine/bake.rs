@@ -13,10 +13,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 
-use super::approval::Answer;
-use super::event::{Action, Event, Measurement};
-use super::verdict::{History, Reading, Standing, judge, standing};
+use super::verdict::{History, Standing, judge, standing};
 use super::{Engine, Halt};
+use crate::approval::Answer;
+use crate::event::{Event, Measurement};
+use crate::exec::Action;
+use crate::metrics::Reading;
 use crate::metrics::{Probe, Which, measure};
 use crate::plan::{Metric, MetricMode, Stage, show_reading};
 
@@ -203,7 +205,7 @@ fn measurement(
     stage: usize,
     metric: &Metric,
     reading: &Reading,
-    verdict: super::verdict::Verdict,
+    verdict: crate::event::Verdict,
     history: &History,
 ) -> Measurement {
     let (value, baseline, detail) = match reading {

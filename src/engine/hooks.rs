@@ -3,7 +3,7 @@
 use crate::backend::{Cmd, Executor, WeightChange, context_env};
 use crate::plan::{Hook, HookEvent, Plan};
 
-use super::event::{Emitter, Event};
+use crate::event::{Emitter, Event};
 
 pub fn stage_env(plan: &Plan, change: WeightChange) -> Vec<(String, String)> {
     context_env(plan.name.as_str(), change)
@@ -22,7 +22,7 @@ pub async fn run(
         env,
         timeout: hook.timeout,
         purpose: "hook".to_string(),
-        stdout_keep: crate::backend::exec::KEEP,
+        stdout_keep: crate::exec::KEEP,
     };
     let result = match exec.run(&cmd).await {
         Ok(output) if output.success() => Ok(()),

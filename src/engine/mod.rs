@@ -6,9 +6,7 @@
 //! `max_hold` does what `on_timeout` says; an interrupt does what `on_interrupt` says.
 //! The engine never prints: it emits events.
 
-pub mod approval;
 mod bake;
-pub mod event;
 mod hooks;
 pub mod verdict;
 
@@ -20,11 +18,11 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::approval::Approver;
 use crate::backend::{Backend, BackendError, Executor, Recovery, WeightChange};
+use crate::event::{Emitter, Event, Ledger, LedgerError, Outcome, OutcomeKind, Stamped};
 use crate::metrics::Probe;
 use crate::plan::{HaltAction, HookEvent, Plan, Stage, Weight};
-use approval::Approver;
-use event::{Emitter, Event, Ledger, LedgerError, Outcome, OutcomeKind, Stamped};
 
 /// How many times a rollback is tried before the run gives up and says traffic is unknown.
 const ROLLBACK_ATTEMPTS: u32 = 3;

@@ -12,10 +12,10 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::approval::{Answer, ApproveAll, Approver};
-use super::event::{Emitter, Event, Ledger, LedgerError, NoLedger, OutcomeKind, Reporter, Stamped};
 use super::{Engine, Outcome};
+use crate::approval::{Answer, ApproveAll, Approver};
 use crate::backend::{Backend, BackendError, Cmd, ExecError, Executor, Output, WeightChange};
+use crate::event::{Emitter, Event, Ledger, LedgerError, NoLedger, OutcomeKind, Reporter, Stamped};
 use crate::metrics::{Found, Probe, ProbeError, Which};
 use crate::plan::{Plan, SourceFile, check};
 
@@ -189,7 +189,7 @@ impl Run {
             .unwrap_or_else(|| panic!("no call {call:?} in {:?}", self.calls))
     }
 
-    fn measurements(&self, metric: &str) -> Vec<(Duration, super::verdict::Verdict)> {
+    fn measurements(&self, metric: &str) -> Vec<(Duration, crate::event::Verdict)> {
         self.events
             .iter()
             .filter_map(|(t, e)| match e {
@@ -689,7 +689,7 @@ async fn warn_mode_metrics_never_gate() {
     assert!(
         run.measurements("latency")
             .iter()
-            .all(|(_, v)| *v == super::verdict::Verdict::Breach)
+            .all(|(_, v)| *v == crate::event::Verdict::Breach)
     );
 }
 

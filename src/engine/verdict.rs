@@ -2,49 +2,9 @@
 //!
 //! Nothing here does I/O or reads a clock, so every rule is pinned down by table tests.
 
-use serde::{Deserialize, Serialize};
-
+use crate::event::Verdict;
+use crate::metrics::Reading;
 use crate::plan::{Metric, MetricMode, OnNoData};
-
-/// What one reading of a metric said, before any rule is applied.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reading {
-    /// The source answered with a number, and with the baseline's number when the metric has one.
-    Value { value: f64, baseline: Option<f64> },
-    /// The source answered but had no value (empty vector, NaN, +Inf, missing baseline); the
-    /// detail says what it answered instead, when that is known.
-    NoData(Option<String>),
-    /// The source could not be reached, timed out or answered garbage.
-    Error(String),
-}
-
-/// The verdict of one measurement, after the metric's `on_no_data` policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Verdict {
-    Pass,
-    Breach,
-    Gray,
-    NoData,
-    Error,
-}
-
-impl Verdict {
-    /// Pass, gray and breach are valid evidence; no data and errors are not.
-    pub fn is_valid(self) -> bool {
-        matches!(self, Verdict::Pass | Verdict::Gray | Verdict::Breach)
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Breach => "breach",
-            Verdict::Gray => "gray",
-            Verdict::NoData => "no data",
-            Verdict::Error => "error",
-        }
-    }
-}
 
 /// Judges one reading against the metric's conditions. A breach wins over a pass: when both
 /// hold, the release is in trouble.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{Found, Probe, ProbeError, Redactor, Which, number};
-use crate::backend::exec::{Cmd, KEEP, human_bytes, run_command};
+use crate::exec::{Cmd, KEEP, human_bytes, run_command};
 use crate::plan::Argv;
 
 pub struct CommandProbe {
@@ -32,7 +32,9 @@ impl Probe for CommandProbe {
     }
 
     async fn read(&self, which: Which) -> Result<Found, ProbeError> {
-        self.run(which).await.map_err(|e| self.redactor.error(e))
+        self.run(which)
+            .await
+            .map_err(|e| e.redacted(&self.redactor))
     }
 }
 
@@ -46,7 +48,7 @@ impl CommandProbe {
             stdout_keep: KEEP,
         };
         let output = run_command(&cmd).await.map_err(|e| match e {
-            crate::backend::ExecError::Timeout { after, .. } => ProbeError::Timeout(after),
+            crate::exec::ExecError::Timeout { after, .. } => ProbeError::Timeout(after),
             other => ProbeError::Command(other.to_string()),
         })?;
         if !output.success() {

@@ -5,7 +5,6 @@
 pub mod command;
 pub mod http_json;
 pub mod prometheus;
-mod redact;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,11 +12,22 @@ use std::time::Duration;
 use async_trait::async_trait;
 use thiserror::Error;
 
-use crate::engine::verdict::Reading;
 use crate::plan::template::{MissingVar, Template};
 use crate::plan::{Headers, Metric, Plan, Query, SourceKind};
 
-pub use redact::{REDACTED, Redactor};
+pub use crate::exec::redact::{REDACTED, Redactor};
+
+/// What one reading of a metric said, before any rule is applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reading {
+    /// The source answered with a number, and with the baseline's number when the metric has one.
+    Value { value: f64, baseline: Option<f64> },
+    /// The source answered but had no value (empty vector, NaN, +Inf, missing baseline); the
+    /// detail says what it answered instead, when that is known.
+    NoData(Option<String>),
+    /// The source could not be reached, timed out or answered garbage.
+    Error(String),
+}
 
 /// Which of a metric's two queries to read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +53,25 @@ pub enum ProbeError {
     CrossOriginRedirect(String),
     #[error("{0}")]
     Command(String),
+}
+
+impl ProbeError {
+    /// The error with every secret in its text replaced.
+    pub fn redacted(self, redactor: &Redactor) -> ProbeError {
+        match self {
+            ProbeError::Timeout(after) => ProbeError::Timeout(after),
+            ProbeError::Unreachable(m) => ProbeError::Unreachable(redactor.redact(&m)),
+            ProbeError::Http { status, message } => ProbeError::Http {
+                status,
+                message: redactor.redact(&message),
+            },
+            ProbeError::Malformed(m) => ProbeError::Malformed(redactor.redact(&m)),
+            ProbeError::CrossOriginRedirect(o) => {
+                ProbeError::CrossOriginRedirect(redactor.redact(&o))
+            }
+            ProbeError::Command(m) => ProbeError::Command(redactor.redact(&m)),
+        }
+    }
 }
 
 #[async_trait]
@@ -327,6 +356,20 @@ fn non_finite(value: f64, text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn errors_keep_their_kind() {
+        let r = Redactor::new(["k".repeat(8)]);
+        let e = ProbeError::Http {
+            status: 500,
+            message: format!("echo {}", "k".repeat(8)),
+        }
+        .redacted(&r);
+        assert_eq!(
+            e.to_string(),
+            "the source answered HTTP 500: echo [redacted]"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -68,7 +68,9 @@ impl Probe for Prometheus {
     }
 
     async fn read(&self, which: Which) -> Result<Found, ProbeError> {
-        self.get(which).await.map_err(|e| self.redactor.error(e))
+        self.get(which)
+            .await
+            .map_err(|e| e.redacted(&self.redactor))
     }
 }
 

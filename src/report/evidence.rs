@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use serde::Serialize;
 
-use crate::engine::event::{Event, Reporter, Stamped};
+use crate::event::{Event, Reporter, Stamped};
 
 #[derive(Default)]
 pub struct EvidenceCollector {
@@ -17,7 +17,7 @@ pub struct EvidenceCollector {
 struct Evidence<'a> {
     plan: &'a str,
     plan_sha256: &'a str,
-    outcome: Option<&'a crate::engine::event::Outcome>,
+    outcome: Option<&'a crate::event::Outcome>,
     measurements: Vec<&'a Stamped>,
     events: &'a [Stamped],
 }
@@ -56,7 +56,7 @@ impl EvidenceCollector {
         path: &Path,
         plan: &str,
         plan_sha256: &str,
-    ) -> Result<(), crate::backend::ExecError> {
-        crate::backend::exec::write_atomically(path, self.to_json(plan, plan_sha256).as_bytes())
+    ) -> Result<(), crate::exec::ExecError> {
+        crate::exec::write_atomically(path, self.to_json(plan, plan_sha256).as_bytes())
     }
 }

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use super::Sink;
-use crate::engine::event::{Reporter, Stamped};
+use crate::event::{Reporter, Stamped};
 
 pub struct JsonReporter {
     out: Mutex<Sink>,

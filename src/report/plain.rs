@@ -4,7 +4,7 @@ use std::sync::Mutex;
 
 use super::Sink;
 use super::text::{Verbosity, line};
-use crate::engine::event::{Reporter, Stamped};
+use crate::event::{Reporter, Stamped};
 
 pub struct PlainReporter {
     out: Mutex<Sink>,
@@ -64,8 +64,9 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::engine::event::{Action, Event, Measurement, Outcome, OutcomeKind};
-    use crate::engine::verdict::Verdict;
+    use crate::event::Verdict;
+    use crate::event::{Event, Measurement, Outcome, OutcomeKind};
+    use crate::exec::Action;
     use crate::report::SharedBuffer;
 
     fn at(secs: u64, event: Event) -> Stamped {

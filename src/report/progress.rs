@@ -9,8 +9,8 @@ use console::Style;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 use super::text::{self, Verbosity, line};
-use crate::engine::event::{Event, Measurement, Reporter, Stamped};
-use crate::engine::verdict::Verdict;
+use crate::event::Verdict;
+use crate::event::{Event, Measurement, Reporter, Stamped};
 
 pub struct ProgressReporter {
     verbosity: Verbosity,

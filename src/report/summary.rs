@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use comfy_table::{Cell, Table};
 
 use super::text;
-use crate::engine::event::{Event, Measurement, Outcome, Reporter, Stamped};
+use crate::event::{Event, Measurement, Outcome, Reporter, Stamped};
 
 #[derive(Default)]
 struct StageRow {
@@ -77,7 +77,7 @@ impl SummaryCollector {
 }
 
 fn kind_word(outcome: &Outcome) -> &'static str {
-    use crate::engine::event::OutcomeKind::*;
+    use crate::event::OutcomeKind::*;
     match outcome.kind {
         Promoted => "promoted",
         Failed => "failed",
@@ -120,8 +120,8 @@ mod tests {
     use std::time::{Duration, UNIX_EPOCH};
 
     use super::*;
-    use crate::engine::event::OutcomeKind;
-    use crate::engine::verdict::Verdict;
+    use crate::event::OutcomeKind;
+    use crate::event::Verdict;
 
     fn at(secs: u64, event: Event) -> Stamped {
         Stamped {

@@ -1,8 +1,9 @@
 //! Events in words: the one place that says what each event means to a person. The plain,
 //! progress and summary reporters all use it.
 
-use crate::engine::event::{Action, Event, Measurement, OutcomeKind};
-use crate::engine::verdict::Verdict;
+use crate::event::Verdict;
+use crate::event::{Event, Measurement, OutcomeKind};
+use crate::exec::Action;
 
 /// How much a person asked to see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -18,10 +18,11 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::backend::children::ChildGroup;
-use crate::backend::exec::write_atomically_with;
-use crate::engine::event::{Event, Ledger, LedgerError, OutcomeKind, Reporter, Stamped};
-use crate::engine::verdict::Verdict;
+use super::RolloutDir;
+use crate::event::Verdict;
+use crate::event::{Event, Ledger, LedgerError, OutcomeKind, Reporter, Stamped};
+use crate::exec::children::ChildGroup;
+use crate::exec::write_atomically_with;
 
 /// Where a rollout stands, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -140,7 +141,7 @@ pub enum JournalError {
         source: serde_json::Error,
     },
     #[error(transparent)]
-    Write(#[from] crate::backend::ExecError),
+    Write(#[from] crate::exec::ExecError),
 }
 
 pub fn now() -> String {
@@ -148,12 +149,6 @@ pub fn now() -> String {
 }
 
 impl Journal {
-    pub const FILE: &'static str = "journal.json";
-
-    pub fn path(state_dir: &Path, name: &str) -> PathBuf {
-        state_dir.join(name).join(Self::FILE)
-    }
-
     pub fn new(name: &str, plan_path: &Path, plan_sha256: &str, stages: usize) -> Journal {
         let now = now();
         Journal {
@@ -200,13 +195,13 @@ impl Journal {
 
     /// Moves an unreadable journal out of the way, keeping it for a person to look at, and
     /// returns where it went.
-    pub fn set_aside(path: &Path) -> Result<PathBuf, JournalError> {
+    pub fn set_aside(dir: &RolloutDir) -> Result<PathBuf, JournalError> {
         let stamp = humantime::format_rfc3339_seconds(SystemTime::now())
             .to_string()
             .replace(':', "");
-        let aside = path.with_file_name(format!("journal.damaged-{stamp}.json"));
-        std::fs::rename(path, &aside).map_err(|source| JournalError::Read {
-            path: path.to_path_buf(),
+        let aside = dir.damaged_journal(&stamp);
+        std::fs::rename(dir.journal(), &aside).map_err(|source| JournalError::Read {
+            path: dir.journal(),
             source,
         })?;
         Ok(aside)
@@ -410,7 +405,7 @@ impl Reporter for JournalReporter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::event::{Measurement, Outcome};
+    use crate::event::{Measurement, Outcome};
 
     fn at(secs: u64, event: Event) -> Stamped {
         Stamped {
@@ -568,20 +563,21 @@ mod tests {
 
     #[test]
     fn a_journal_round_trips_through_its_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("shop").join(Journal::FILE);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let root = tempfile::tempdir().unwrap();
+        let dir = RolloutDir::new(root.path(), "shop");
+        let path = dir.journal();
+        std::fs::create_dir_all(dir.path()).unwrap();
         let mut j = journal();
         j.apply(&at(1, stage_started(1, 10.0, 0.0)));
         j.save(&path, true).unwrap();
         assert_eq!(Journal::load(&path).unwrap(), Some(j));
-        assert_eq!(Journal::load(&dir.path().join("none.json")).unwrap(), None);
+        assert_eq!(Journal::load(&root.path().join("none.json")).unwrap(), None);
         std::fs::write(&path, "{").unwrap();
         assert!(matches!(
             Journal::load(&path),
             Err(JournalError::Damaged { .. })
         ));
-        let aside = Journal::set_aside(&path).unwrap();
+        let aside = Journal::set_aside(&dir).unwrap();
         assert!(
             aside
                 .file_name()

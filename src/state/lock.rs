@@ -7,7 +7,9 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+use super::RolloutDir;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -43,17 +45,13 @@ pub struct Lock {
 }
 
 impl Lock {
-    pub fn path(state_dir: &Path, name: &str) -> PathBuf {
-        state_dir.join(name).join("lock")
-    }
-
-    pub fn acquire(state_dir: &Path, name: &str, command: &str) -> Result<Lock, LockError> {
-        let path = Self::path(state_dir, name);
+    pub fn acquire(dir: &RolloutDir, command: &str) -> Result<Lock, LockError> {
+        let (path, name) = (dir.lock(), dir.name());
         let io = |source| LockError::Io {
             path: path.clone(),
             source,
         };
-        std::fs::create_dir_all(state_dir.join(name)).map_err(io)?;
+        std::fs::create_dir_all(dir.path()).map_err(io)?;
         let mut file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -102,8 +100,8 @@ impl Lock {
 }
 
 /// Whether some live process holds the rollout's lock (without taking it).
-pub fn is_held(state_dir: &Path, name: &str) -> bool {
-    let Ok(file) = File::open(Lock::path(state_dir, name)) else {
+pub fn is_held(dir: &RolloutDir) -> bool {
+    let Ok(file) = File::open(dir.lock()) else {
         return false;
     };
     // A shared lock we get is released when the file is closed, at once.
@@ -128,10 +126,10 @@ mod tests {
     #[test]
     fn a_second_holder_is_refused_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Lock::acquire(dir.path(), "shop", "run").unwrap();
+        let first = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "run").unwrap();
         assert_eq!(first.taken_over_from, None);
         // flock is per open file description: a second open in the same process conflicts too.
-        let err = Lock::acquire(dir.path(), "shop", "resume").unwrap_err();
+        let err = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "resume").unwrap_err();
         let LockError::Held { holder, .. } = &err else {
             panic!("{err}")
         };
@@ -143,7 +141,7 @@ mod tests {
             "{err}"
         );
         drop(first);
-        let again = Lock::acquire(dir.path(), "shop", "rollback").unwrap();
+        let again = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "rollback").unwrap();
         assert_eq!(
             again.taken_over_from, None,
             "a clean release is not a takeover"
@@ -160,11 +158,11 @@ mod tests {
             command: "run".into(),
         };
         std::fs::write(
-            Lock::path(dir.path(), "shop"),
+            RolloutDir::new(dir.path(), "shop").lock(),
             serde_json::to_string(&dead).unwrap(),
         )
         .unwrap();
-        let lock = Lock::acquire(dir.path(), "shop", "resume").unwrap();
+        let lock = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "resume").unwrap();
         assert_eq!(lock.taken_over_from, Some(dead));
     }
 }

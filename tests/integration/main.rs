@@ -1,6 +1,7 @@
 //! One integration-test binary: every test runs the built `rollout` and asserts what a user
 //! would see.
 
+mod architecture;
 mod completions;
 mod demo;
 mod dry_run;

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::backend::exec::resolve_symlinks;
+use crate::exec::resolve_symlinks;
 
 /// An nginx master and its worker processes, read from the pid file and `/proc`.
 #[derive(Debug, Clone, PartialEq)]

@@ -1,11 +1,9 @@
 //! Secrets out of what sources say. A source may quote the request back (an error page that
 //! echoes its headers, a proxy's diagnostic, a query echoed in a parse error); what it says
-//! goes to the terminal, the journal and reports, so every secret is replaced before it leaves
-//! the probe.
+//! goes to the terminal, the journal and reports, so every secret is replaced before it is shown
+//! or stored. The same goes for what commands print (a hook that echoes its environment).
 
 use std::sync::Arc;
-
-use super::ProbeError;
 
 /// What a secret is replaced with.
 pub const REDACTED: &str = "[redacted]";
@@ -58,21 +56,6 @@ impl Redactor {
             None => text,
         }
     }
-
-    /// The error with every secret in its text replaced.
-    pub fn error(&self, error: ProbeError) -> ProbeError {
-        match error {
-            ProbeError::Timeout(after) => ProbeError::Timeout(after),
-            ProbeError::Unreachable(m) => ProbeError::Unreachable(self.redact(&m)),
-            ProbeError::Http { status, message } => ProbeError::Http {
-                status,
-                message: self.redact(&message),
-            },
-            ProbeError::Malformed(m) => ProbeError::Malformed(self.redact(&m)),
-            ProbeError::CrossOriginRedirect(o) => ProbeError::CrossOriginRedirect(self.redact(&o)),
-            ProbeError::Command(m) => ProbeError::Command(self.redact(&m)),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -97,18 +80,5 @@ mod tests {
         let snippet = r.snippet(body.as_bytes());
         assert!(!snippet.contains("abcde"), "{snippet}");
         assert!(snippet.ends_with("xxxxx[reda..."), "{snippet}");
-    }
-
-    #[test]
-    fn errors_keep_their_kind() {
-        let r = Redactor::new(["k".repeat(8)]);
-        let e = r.error(ProbeError::Http {
-            status: 500,
-            message: format!("echo {}", "k".repeat(8)),
-        });
-        assert_eq!(
-            e.to_string(),
-            "the source answered HTTP 500: echo [redacted]"
-        );
     }
 }

@@ -7,10 +7,12 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::Serialize;
 use thiserror::Error;
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::engine::event::{Action, Emitter, Event};
+pub mod children;
+pub mod redact;
 
 /// A command to run: argv (never a shell string), extra environment and a time limit.
 #[derive(Debug, Clone)]
@@ -116,6 +118,36 @@ pub enum ExecError {
     },
 }
 
+/// What an executor did (or, in a dry run, would have done), for people reading the log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// A command run (or, in a dry run, that would be run), with its argv.
+    Run { argv: Vec<String>, purpose: String },
+    /// A file written atomically, with its full contents.
+    Write { path: String, contents: String },
+    /// An API call with its parameters.
+    Call {
+        service: String,
+        operation: String,
+        params: serde_json::Value,
+    },
+    /// A wait the dry run skips (bakes, approvals, rollouts becoming ready).
+    Wait { what: String },
+}
+
+/// What an executor tells whoever watches it: each action, and each process group it starts
+/// and sees end (so that a journal can record them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Report {
+    Action { dry_run: bool, action: Action },
+    ChildStarted(children::ChildGroup),
+    ChildEnded { pgid: u32 },
+}
+
+/// Receives an executor's reports; the engine's caller turns them into events.
+pub type Observer = std::sync::Arc<dyn Fn(Report) + Send + Sync>;
+
 #[async_trait]
 pub trait Executor: Send + Sync {
     /// True when nothing is really done: reads return nothing and commands "succeed".
@@ -134,13 +166,12 @@ pub trait Executor: Send + Sync {
 
 /// Really does things, and reports each action (shown with --verbose).
 pub struct RealExecutor {
-    pub events: Emitter,
+    pub observer: Observer,
 }
 
 impl RealExecutor {
     fn report(&self, action: Action) {
-        self.events.emit(Event::Action {
-            stage: None,
+        (self.observer)(Report::Action {
             dry_run: false,
             action,
         });
@@ -160,14 +191,14 @@ impl Executor for RealExecutor {
         });
         let mut started = None;
         let result = run_command_with(cmd, |pid| {
-            if let Some(group) = super::children::ChildGroup::of(pid, &cmd.purpose) {
+            if let Some(group) = children::ChildGroup::of(pid, &cmd.purpose) {
                 started = Some(group.pgid);
-                self.events.emit(Event::ChildStarted { group });
+                (self.observer)(Report::ChildStarted(group));
             }
         })
         .await;
         if let Some(pgid) = started {
-            self.events.emit(Event::ChildEnded { pgid });
+            (self.observer)(Report::ChildEnded { pgid });
         }
         result
     }
@@ -209,13 +240,12 @@ impl Executor for RealExecutor {
 
 /// Does nothing and says what it would have done, in full.
 pub struct DryRunExecutor {
-    pub events: Emitter,
+    pub observer: Observer,
 }
 
 impl DryRunExecutor {
     fn report(&self, action: Action) {
-        self.events.emit(Event::Action {
-            stage: None,
+        (self.observer)(Report::Action {
             dry_run: true,
             action,
         });
@@ -347,7 +377,7 @@ pub async fn run_command_with(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    super::children::die_with_parent(&mut command);
+    children::die_with_parent(&mut command);
     let mut child = command.spawn().map_err(|source| ExecError::Spawn {
         program: program.clone(),
         source,

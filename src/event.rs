@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::verdict::Verdict;
+use crate::exec::{Action, Observer, Report};
 use crate::exit::Exit;
 
 /// How a run ended.
@@ -62,6 +62,34 @@ impl Outcome {
     }
 }
 
+/// The verdict of one measurement, after the metric's `on_no_data` policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    Pass,
+    Breach,
+    Gray,
+    NoData,
+    Error,
+}
+
+impl Verdict {
+    /// Pass, gray and breach are valid evidence; no data and errors are not.
+    pub fn is_valid(self) -> bool {
+        matches!(self, Verdict::Pass | Verdict::Gray | Verdict::Breach)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Breach => "breach",
+            Verdict::Gray => "gray",
+            Verdict::NoData => "no data",
+            Verdict::Error => "error",
+        }
+    }
+}
+
 /// One measurement of one metric, as reported and kept as evidence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measurement {
@@ -79,24 +107,6 @@ pub struct Measurement {
     /// Whether its conditions are written in percent (`> 5%`): people are shown `value` and
     /// `baseline` times 100 with a `%` (the numbers here stay fractions).
     pub shown_as_percent: bool,
-}
-
-/// Where a backend action or hook comes from, for people reading the log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Action {
-    /// A command run (or, in a dry run, that would be run), with its argv.
-    Run { argv: Vec<String>, purpose: String },
-    /// A file written atomically, with its full contents.
-    Write { path: String, contents: String },
-    /// An API call with its parameters.
-    Call {
-        service: String,
-        operation: String,
-        params: serde_json::Value,
-    },
-    /// A wait the dry run skips (bakes, approvals, rollouts becoming ready).
-    Wait { what: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -181,13 +191,27 @@ pub enum Event {
     /// A command's process group began (a backend command or a hook): journaled, so that a
     /// later process can stop what a dead one left running before it acts.
     ChildStarted {
-        group: crate::backend::children::ChildGroup,
+        group: crate::exec::children::ChildGroup,
     },
     /// That process group's command finished (or was killed at its timeout).
     ChildEnded {
         pgid: u32,
     },
     Finished(Outcome),
+}
+
+impl From<Report> for Event {
+    fn from(report: Report) -> Event {
+        match report {
+            Report::Action { dry_run, action } => Event::Action {
+                stage: None,
+                dry_run,
+                action,
+            },
+            Report::ChildStarted(group) => Event::ChildStarted { group },
+            Report::ChildEnded { pgid } => Event::ChildEnded { pgid },
+        }
+    }
 }
 
 /// Durations in JSON events are seconds, as a number.
@@ -276,5 +300,11 @@ impl Emitter {
         for reporter in &self.reporters {
             reporter.report(stamped);
         }
+    }
+
+    /// What an executor reports, emitted as events.
+    pub fn observer(&self) -> Observer {
+        let events = self.clone();
+        std::sync::Arc::new(move |report| events.emit(Event::from(report)))
     }
 }

@@ -1,4 +1,5 @@
-//! Approval gates: a person says go (or no) before a stage advances.
+//! Answers to approval gates left in a rollout's state folder by `rollout approve NAME`, from
+//! another shell or CI job, for the waiting run to read.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -6,35 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Answer {
-    Approved { by: String },
-    Rejected { by: String },
-}
-
-#[async_trait]
-pub trait Approver: Send + Sync {
-    /// How a person answers, for the "awaiting approval" message.
-    fn how(&self, plan: &str, stage: usize) -> String;
-    /// Waits for the answer for this stage. The engine bounds the wait by `max_hold`.
-    async fn wait(&self, stage: usize) -> Answer;
-}
-
-/// `--yes`: every gate approved up front.
-pub struct ApproveAll;
-
-#[async_trait]
-impl Approver for ApproveAll {
-    fn how(&self, _plan: &str, _stage: usize) -> String {
-        "approved up front by --yes".to_string()
-    }
-
-    async fn wait(&self, _stage: usize) -> Answer {
-        Answer::Approved {
-            by: "--yes".to_string(),
-        }
-    }
-}
+use crate::approval::{Answer, Approver};
 
 /// What `rollout approve NAME [--reject]` writes for a waiting run to read.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,12 +21,6 @@ pub struct ApprovalFile {
 pub struct ApprovalByFile {
     pub path: PathBuf,
     pub poll: Duration,
-}
-
-impl ApprovalByFile {
-    pub fn path_for(state_dir: &std::path::Path, name: &str) -> PathBuf {
-        state_dir.join(name).join("approval.json")
-    }
 }
 
 #[async_trait]
