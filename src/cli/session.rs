@@ -132,6 +132,7 @@ impl Session {
         } else {
             Arc::new(RealExecutor {
                 observer: events.observer(),
+                redactor: metrics::secrets(&plan),
             })
         };
         let client = metrics::http_client()?;

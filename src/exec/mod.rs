@@ -167,6 +167,9 @@ pub trait Executor: Send + Sync {
 /// Really does things, and reports each action (shown with --verbose).
 pub struct RealExecutor {
     pub observer: Observer,
+    /// What commands print is redacted before anyone sees it: they inherit the environment,
+    /// secrets included, and may echo it.
+    pub redactor: redact::Redactor,
 }
 
 impl RealExecutor {
@@ -200,7 +203,11 @@ impl Executor for RealExecutor {
         if let Some(pgid) = started {
             (self.observer)(Report::ChildEnded { pgid });
         }
-        result
+        result.map(|output| Output {
+            stdout: self.redactor.redact(&output.stdout),
+            stderr: self.redactor.redact(&output.stderr),
+            ..output
+        })
     }
 
     async fn write_file(&self, path: &Path, contents: &str) -> Result<(), ExecError> {

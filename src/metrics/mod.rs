@@ -156,8 +156,9 @@ pub fn build_all(plan: &Plan, client: &reqwest::Client) -> Result<Vec<Arc<dyn Pr
 }
 
 /// Every value a source's url or headers take from the environment, and every whole header
-/// value. All probes redact all of them: a metric command inherits the environment too.
-fn secrets(plan: &Plan) -> Redactor {
+/// value. All probes redact all of them, and so does the executor in what backend commands and
+/// hooks print: they inherit the environment too.
+pub fn secrets(plan: &Plan) -> Redactor {
     let mut values = Vec::new();
     let mut add = |t: &Template, whole: bool| {
         values.extend(t.vars().filter_map(|v| std::env::var(v).ok()));

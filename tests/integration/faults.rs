@@ -316,3 +316,38 @@ fn a_backend_command_does_not_outlive_its_rollout() {
         "only the rollback's weight was ever set"
     );
 }
+
+/// A hook that prints its environment, a secret included, fails: the secret is in no output,
+/// reason or journal.
+#[test]
+fn what_a_failing_hook_prints_is_redacted() {
+    let secret = "s3cr3t-token-4f9a";
+    let hook = r#"[[stages.hooks]]
+run = ["sh", "-c", "echo the token is $API_TOKEN >&2; exit 1"]"#;
+    let text = plan(hook, LATER_STAGES).replace(
+        "[sources.canary]\ntype = \"command\"",
+        "[sources.canary]\ntype = \"command\"\n\n[sources.api]\ntype = \"http-json\"\nurl = \"http://127.0.0.1:9/stats\"\nheaders = { Authorization = \"Bearer ${API_TOKEN}\" }",
+    );
+    let dir = setup(&text, "0\n");
+    let output = Command::new(rollout_bin())
+        .args(["run", "plan.toml", "--output", "json"])
+        .current_dir(dir.path())
+        .env("API_TOKEN", secret)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(3), "{stderr}");
+    assert!(stdout.contains("the token is [redacted]"), "{stdout}");
+    let journal = std::fs::read_to_string(dir.path().join(".rollout/shop/journal.json")).unwrap();
+    for (what, text) in [
+        ("stdout", &*stdout),
+        ("stderr", &*stderr),
+        ("journal", &*journal),
+    ] {
+        assert!(!text.contains(secret), "the secret is in {what}:\n{text}");
+    }
+}
