@@ -2,17 +2,11 @@
 //! a real Prometheus (or the services' own JSON stats), and afterwards real requests through
 //! nginx show where traffic went.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use crate::harness::rollout_bin;
 use crate::lab::{Lab, wait_until};
-
-/// How long any one rollout in these tests may take before the test gives up on it.
-const RUN_LIMIT: Duration = Duration::from_secs(90);
+pub use crate::running::Running;
 
 pub fn toml_list(items: &[String]) -> String {
     let quoted: Vec<String> = items.iter().map(|i| format!("{i:?}")).collect();
@@ -120,107 +114,6 @@ rollback = "> 10%"
         pid = lab.dir().join("nginx.pid").display(),
         stages = options.stages,
     )
-}
-
-/// A `rollout run` in the background, with its stderr collected line by line as it comes.
-pub struct Running {
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    reader: Option<thread::JoinHandle<()>>,
-    _dir: Option<tempfile::TempDir>,
-}
-
-impl Running {
-    /// `rollout run plan.toml` in a fresh directory holding `plan_text`.
-    pub fn start(plan_text: &str, extra_args: &[&str]) -> Running {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("plan.toml"), plan_text).unwrap();
-        let mut args = vec!["run", "plan.toml"];
-        args.extend_from_slice(extra_args);
-        let mut running = Running::start_in(dir.path(), &args);
-        running._dir = Some(dir);
-        running
-    }
-
-    /// `rollout ARGS` in `dir`.
-    pub fn start_in(dir: &std::path::Path, args: &[&str]) -> Running {
-        let mut child = Command::new(rollout_bin())
-            .args(args)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rollout");
-        let stderr = child.stderr.take().unwrap();
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let sink = lines.clone();
-        let reader = thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-        Running {
-            child,
-            lines,
-            reader: Some(reader),
-            _dir: None,
-        }
-    }
-
-    pub fn stderr(&self) -> String {
-        self.lines.lock().unwrap().join("\n")
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    pub fn wait_for_line(&self, needle: &str) {
-        let seen = wait_until(RUN_LIMIT, || {
-            self.lines
-                .lock()
-                .unwrap()
-                .iter()
-                .any(|l| l.contains(needle))
-        });
-        assert!(seen, "rollout never printed {needle:?}:\n{}", self.stderr());
-    }
-
-    pub fn signal(&self, signal: libc::c_int) {
-        // SAFETY: kill(2) on the pid of our own child.
-        unsafe {
-            libc::kill(self.child.id() as libc::pid_t, signal);
-        }
-    }
-
-    /// Waits for the exit; returns the exit code, all of stderr and all of stdout.
-    pub fn finish(self) -> (i32, String, String) {
-        let (code, stderr, stdout) = self.finish_killed();
-        (code.expect("rollout exited, not killed"), stderr, stdout)
-    }
-
-    /// Like `finish`, for a process that may have been killed: the code is `None` then.
-    pub fn finish_killed(mut self) -> (Option<i32>, String, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > RUN_LIMIT {
-                let _ = self.child.kill();
-                panic!(
-                    "rollout did not finish within {RUN_LIMIT:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
-        self.reader.take().unwrap().join().unwrap();
-        let mut stdout = String::new();
-        std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
-        (status.code(), self.stderr(), stdout)
-    }
 }
 
 pub fn upstream(lab: &Lab) -> String {

@@ -6,8 +6,8 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::e2e_nginx::Running;
 use crate::harness::rollout_bin;
+use crate::running::{Running, wait_until};
 
 /// A command-backend plan: every weight set is appended to `weights`; the gate reads
 /// `error-rate`. `stage_one` is extra TOML for the first stage (its hooks, say).
@@ -278,13 +278,13 @@ fn a_backend_command_does_not_outlive_its_rollout() {
             .and_then(|t| t.trim().parse::<u32>().ok())
     };
     assert!(
-        crate::lab::wait_until(std::time::Duration::from_secs(20), || read_pid().is_some()),
+        wait_until(std::time::Duration::from_secs(20), || read_pid().is_some()),
         "set_weight never started"
     );
     let child = read_pid().unwrap();
     // The journal names the running command's group before rollout is killed.
     assert!(
-        crate::lab::wait_until(std::time::Duration::from_secs(5), || {
+        wait_until(std::time::Duration::from_secs(5), || {
             std::fs::read_to_string(dir.path().join(".rollout/shop/journal.json"))
                 .is_ok_and(|j| j.contains(&format!("\"pgid\": {child}")))
         }),
@@ -293,7 +293,7 @@ fn a_backend_command_does_not_outlive_its_rollout() {
     run.signal(libc::SIGKILL);
     let _ = run.finish_killed();
     assert!(
-        crate::lab::wait_until(std::time::Duration::from_secs(5), || !alive(child)),
+        wait_until(std::time::Duration::from_secs(5), || !alive(child)),
         "the set_weight command outlived its rollout"
     );
     assert!(
