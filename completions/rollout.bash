@@ -25,6 +25,9 @@ _rollout() {
             rollout,help)
                 cmd="rollout__subcmd__help"
                 ;;
+            rollout,list)
+                cmd="rollout__subcmd__list"
+                ;;
             rollout,plan)
                 cmd="rollout__subcmd__plan"
                 ;;
@@ -52,6 +55,9 @@ _rollout() {
             rollout__subcmd__help,help)
                 cmd="rollout__subcmd__help__subcmd__help"
                 ;;
+            rollout__subcmd__help,list)
+                cmd="rollout__subcmd__help__subcmd__list"
+                ;;
             rollout__subcmd__help,plan)
                 cmd="rollout__subcmd__help__subcmd__plan"
                 ;;
@@ -77,7 +83,7 @@ _rollout() {
 
     case "${cmd}" in
         rollout)
-            opts="-h -V --color --help --version run validate plan status resume rollback approve completions help"
+            opts="-h -V --color --help --version run validate plan status resume rollback list approve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -95,13 +101,17 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__approve)
-            opts="-h -V --reject --by --state-dir --color --help --version"
+            opts="-h -V --reject --by --state --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --by)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -139,7 +149,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help)
-            opts="run validate plan status resume rollback approve completions help"
+            opts="run validate plan status resume rollback list approve completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -181,6 +191,20 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help__subcmd__help)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__help__subcmd__list)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -278,6 +302,36 @@ _rollout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rollout__subcmd__list)
+            opts="-h -V --output --state --state-dir --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rollout__subcmd__plan)
             opts="-h -V --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -297,7 +351,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__resume)
-            opts="-y -q -v -h -V --force --yes --output --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --force --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -305,6 +359,10 @@ _rollout() {
             case "${prev}" in
                 --output)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)
@@ -327,7 +385,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__rollback)
-            opts="-y -q -v -h -V --task-definition --yes --output --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --task-definition --force --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -339,6 +397,10 @@ _rollout() {
                     ;;
                 --output)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)
@@ -361,7 +423,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__run)
-            opts="-y -q -v -h -V --dry-run --yes --output --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --dry-run --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -369,6 +431,10 @@ _rollout() {
             case "${prev}" in
                 --output)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)
@@ -391,7 +457,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__status)
-            opts="-h -V --output --state-dir --color --help --version"
+            opts="-h -V --output --state --state-dir --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -399,6 +465,10 @@ _rollout() {
             case "${prev}" in
                 --output)
                     COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --state-dir)

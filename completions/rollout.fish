@@ -35,12 +35,14 @@ complete -c rollout -n "__fish_rollout_needs_command" -f -a "plan" -d 'Show a pl
 complete -c rollout -n "__fish_rollout_needs_command" -f -a "status" -d 'Show where a rollout stands: its status, stage, weight and latest metrics'
 complete -c rollout -n "__fish_rollout_needs_command" -f -a "resume" -d 'Continue a paused or interrupted rollout from its last confirmed stage'
 complete -c rollout -n "__fish_rollout_needs_command" -f -a "rollback" -d 'Return traffic to the stable version now, from any state (exit 0 done, 5 failed)'
+complete -c rollout -n "__fish_rollout_needs_command" -f -a "list" -d 'List every rollout in a state store: status, stage, weight, holder, last change'
 complete -c rollout -n "__fish_rollout_needs_command" -f -a "approve" -d 'Answer a rollout that is waiting for approval, from another shell or CI job'
 complete -c rollout -n "__fish_rollout_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c rollout -n "__fish_rollout_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
 json\t'One JSON object per line on stdout'"
-complete -c rollout -n "__fish_rollout_using_subcommand run" -l state-dir -d 'Where rollout state (journals, locks, approvals) is kept' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l report -d 'Write the full evidence (every measurement and decision) as JSON to this file' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
@@ -65,7 +67,8 @@ complete -c rollout -n "__fish_rollout_using_subcommand plan" -s h -l help -d 'P
 complete -c rollout -n "__fish_rollout_using_subcommand plan" -s V -l version -d 'Print version'
 complete -c rollout -n "__fish_rollout_using_subcommand status" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
 json\t'One JSON object per line on stdout'"
-complete -c rollout -n "__fish_rollout_using_subcommand status" -l state-dir -d 'Where rollout state (journals, locks, approvals) is kept' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand status" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
+complete -c rollout -n "__fish_rollout_using_subcommand status" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand status" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -73,12 +76,13 @@ complete -c rollout -n "__fish_rollout_using_subcommand status" -s h -l help -d 
 complete -c rollout -n "__fish_rollout_using_subcommand status" -s V -l version -d 'Print version'
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
 json\t'One JSON object per line on stdout'"
-complete -c rollout -n "__fish_rollout_using_subcommand resume" -l state-dir -d 'Where rollout state (journals, locks, approvals) is kept' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand resume" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
+complete -c rollout -n "__fish_rollout_using_subcommand resume" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -l report -d 'Write the full evidence (every measurement and decision) as JSON to this file' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c rollout -n "__fish_rollout_using_subcommand resume" -l force -d 'Resume even though the plan file changed since the rollout started'
+complete -c rollout -n "__fish_rollout_using_subcommand resume" -l force -d 'Resume even though the plan file changed since the rollout started, or its lease on a shared store has not run out yet'
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -s y -l yes -d 'Approve every approval gate up front'
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -s q -l quiet -d 'Print only warnings, the final decision and errors'
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -s v -l verbose -d 'Also print every measurement and backend command'
@@ -87,18 +91,30 @@ complete -c rollout -n "__fish_rollout_using_subcommand resume" -s V -l version 
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l task-definition -d 'ECS service mode without a journal: the task definition (family:revision or ARN) to return the service to' -r
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
 json\t'One JSON object per line on stdout'"
-complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l state-dir -d 'Where rollout state (journals, locks, approvals) is kept' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
+complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l report -d 'Write the full evidence (every measurement and decision) as JSON to this file' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l force -d 'Take the rollout over from a holder whose lease on a shared store has not run out yet'
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -s y -l yes -d 'Approve every approval gate up front'
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -s q -l quiet -d 'Print only warnings, the final decision and errors'
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -s v -l verbose -d 'Also print every measurement and backend command'
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_using_subcommand list" -l output -d 'Output format' -r -f -a "human\t'Text for people: live progress in a terminal, timestamped lines otherwise'
+json\t'One JSON object per line on stdout'"
+complete -c rollout -n "__fish_rollout_using_subcommand list" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
+complete -c rollout -n "__fish_rollout_using_subcommand list" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand list" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c rollout -n "__fish_rollout_using_subcommand list" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c rollout -n "__fish_rollout_using_subcommand list" -s V -l version -d 'Print version'
 complete -c rollout -n "__fish_rollout_using_subcommand approve" -l by -d 'Who answers, for the log [default: $USER]' -r
-complete -c rollout -n "__fish_rollout_using_subcommand approve" -l state-dir -d 'Where rollout state (journals, locks, approvals) is kept' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand approve" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
+complete -c rollout -n "__fish_rollout_using_subcommand approve" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand approve" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -110,12 +126,13 @@ always\t''
 never\t''"
 complete -c rollout -n "__fish_rollout_using_subcommand completions" -s h -l help -d 'Print help'
 complete -c rollout -n "__fish_rollout_using_subcommand completions" -s V -l version -d 'Print version'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "run" -d 'Run a rollout: move traffic stage by stage, gated by the plan\'s metrics'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "validate" -d 'Check plan files without touching anything; exit 2 if any is invalid'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "plan" -d 'Show a plan\'s stages as a table, with minimum and worst-case durations'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "status" -d 'Show where a rollout stands: its status, stage, weight and latest metrics'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "resume" -d 'Continue a paused or interrupted rollout from its last confirmed stage'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "rollback" -d 'Return traffic to the stable version now, from any state (exit 0 done, 5 failed)'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "approve" -d 'Answer a rollout that is waiting for approval, from another shell or CI job'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "completions" -d 'Print a shell completion script'
-complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback approve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "run" -d 'Run a rollout: move traffic stage by stage, gated by the plan\'s metrics'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "validate" -d 'Check plan files without touching anything; exit 2 if any is invalid'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "plan" -d 'Show a plan\'s stages as a table, with minimum and worst-case durations'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "status" -d 'Show where a rollout stands: its status, stage, weight and latest metrics'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "resume" -d 'Continue a paused or interrupted rollout from its last confirmed stage'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "rollback" -d 'Return traffic to the stable version now, from any state (exit 0 done, 5 failed)'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "list" -d 'List every rollout in a state store: status, stage, weight, holder, last change'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "approve" -d 'Answer a rollout that is waiting for approval, from another shell or CI job'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "completions" -d 'Print a shell completion script'
+complete -c rollout -n "__fish_rollout_using_subcommand help; and not __fish_seen_subcommand_from run validate plan status resume rollback list approve completions help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

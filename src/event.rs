@@ -257,9 +257,14 @@ impl Stamped {
 /// Why a step could not be put on record.
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum LedgerError {
-    /// The record could not be written (a full disk, a damaged state folder, ...).
+    /// The record could not be written (a full disk, a damaged state folder, a store that
+    /// does not answer, ...).
     #[error("the journal cannot be written: {0}")]
     Unwritable(String),
+    /// This process no longer holds the rollout (another took it over, or its lease ran out):
+    /// it must not act at all any more.
+    #[error("{0}")]
+    Lost(String),
 }
 
 /// Where the engine puts each step of a rollout on record, durably, before it acts on it (an
@@ -269,6 +274,17 @@ pub enum LedgerError {
 #[async_trait]
 pub trait Ledger: Send + Sync {
     async fn record(&self, event: &Stamped) -> Result<(), LedgerError>;
+
+    /// After `attempt` failed writes: how long to wait before trying again, or `None` to
+    /// give up on the step.
+    fn retry_after(&self, attempt: u32) -> Option<std::time::Duration> {
+        (attempt < 3).then(|| std::time::Duration::from_millis(500) * attempt)
+    }
+
+    /// Resolves, with why, once this process has lost the rollout to another.
+    async fn lost(&self) -> String {
+        std::future::pending().await
+    }
 }
 
 /// Keeps no record: dry runs, and engines under test that do not look at one.

@@ -77,6 +77,12 @@ pub enum Command {
     #[command(after_help = "Example:\n  rollout rollback plans/checkout.toml")]
     Rollback(RollbackArgs),
 
+    /// List every rollout in a state store: status, stage, weight, holder, last change
+    #[command(
+        after_help = "Examples:\n  rollout list\n  rollout list --state s3://deploys/rollouts --output json"
+    )]
+    List(ListArgs),
+
     /// Answer a rollout that is waiting for approval, from another shell or CI job
     #[command(
         after_help = "Examples:\n  rollout approve checkout-api\n  rollout approve checkout-api --reject --by alice"
@@ -114,9 +120,8 @@ pub struct DriveArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 
-    /// Where rollout state (journals, locks, approvals) is kept
-    #[arg(long, env = "ROLLOUT_STATE_DIR", default_value = ".rollout")]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
 
     /// Write the full evidence (every measurement and decision) as JSON to this file
     #[arg(long, value_name = "FILE")]
@@ -136,7 +141,8 @@ pub struct ResumeArgs {
     /// The plan file of the paused or interrupted rollout
     pub plan: PathBuf,
 
-    /// Resume even though the plan file changed since the rollout started
+    /// Resume even though the plan file changed since the rollout started, or its lease on a
+    /// shared store has not run out yet
     #[arg(long)]
     pub force: bool,
 
@@ -154,6 +160,10 @@ pub struct RollbackArgs {
     #[arg(long, value_name = "TASK_DEFINITION")]
     pub task_definition: Option<String>,
 
+    /// Take the rollout over from a holder whose lease on a shared store has not run out yet
+    #[arg(long)]
+    pub force: bool,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 }
@@ -167,9 +177,8 @@ pub struct StatusArgs {
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
 
-    /// Where rollout state (journals, locks, approvals) is kept
-    #[arg(long, env = "ROLLOUT_STATE_DIR", default_value = ".rollout")]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -202,9 +211,33 @@ pub struct ApproveArgs {
     #[arg(long)]
     pub by: Option<String>,
 
-    /// Where rollout state (journals, locks, approvals) is kept
-    #[arg(long, env = "ROLLOUT_STATE_DIR", default_value = ".rollout")]
-    pub state_dir: PathBuf,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// Where rollout state (journals, locks or leases, approvals) lives. Without either option:
+/// env ROLLOUT_STATE, then ROLLOUT_STATE_DIR, then the plan's `[state] url`, then `.rollout`.
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX
+    /// or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan's [state] url, else
+    /// .rollout]
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+
+    /// A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]
+    #[arg(long, value_name = "DIR", conflicts_with = "state")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

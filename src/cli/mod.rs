@@ -2,12 +2,15 @@
 
 mod approve;
 mod args;
+mod attend;
 mod completions;
+mod list;
 mod plan_cmd;
 mod resume;
 mod rollback;
 mod run;
 mod session;
+mod state;
 mod status;
 mod validate;
 
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
         Command::Resume(args) => resume::resume(&args, color),
         Command::Rollback(args) => rollback::rollback(&args, color),
         Command::Approve(args) => approve::approve(&args),
+        Command::List(args) => list::list(&args),
         Command::Completions(args) => completions::completions(&args),
     };
     match result {
@@ -88,17 +92,24 @@ pub fn load_valid_plan(
 
 /// Reads a rollout's journal for a command that cannot go on without it (status, resume,
 /// run). A journal that cannot be read is explained with the way out, and `Err(exit)` returned.
-pub fn read_journal(
-    path: &std::path::Path,
+pub async fn read_journal(
+    store: &dyn rollout::state::StateStore,
+    name: &str,
     plan: Option<&std::path::Path>,
 ) -> Result<Option<rollout::state::Journal>, Exit> {
-    rollout::state::Journal::load(path).map_err(|e| {
+    use rollout::state::StoreError;
+    store.journal(name).await.map_err(|e| {
         let plan = plan.map_or("PLAN".to_string(), |p| p.display().to_string());
-        eprintln!(
-            "error: {e}\n  so rollout cannot tell where this rollout's traffic is. \
-             `rollout rollback {plan}` returns traffic to stable from the plan alone (and moves \
-             the damaged journal aside); after that, `rollout run {plan}` starts afresh"
-        );
+        match &e {
+            StoreError::Damaged { .. } => eprintln!(
+                "error: {e}\n  so rollout cannot tell where this rollout's traffic is. \
+                 `rollout rollback {plan}` returns traffic to stable from the plan alone (and moves \
+                 the damaged journal aside); after that, `rollout run {plan}` starts afresh"
+            ),
+            _ => eprintln!(
+                "error: {e}\n  so rollout cannot tell where this rollout's traffic is; nothing was changed"
+            ),
+        }
         Exit::CouldNotProceed
     })
 }

@@ -5,77 +5,85 @@ use std::sync::Arc;
 
 use rollout::engine::Start;
 use rollout::plan::Weight;
-use rollout::state::lock::is_held;
-use rollout::state::{Journal, Pending, RolloutDir, Status};
+use rollout::state::{Journal, Pending, Status};
 
 use super::args::ResumeArgs;
-use super::session::{JournalStart, Session};
+use super::session::{JournalStart, Opening, Session};
 use super::{Exit, load_valid_plan};
 
 pub fn resume(args: &ResumeArgs, color: bool) -> anyhow::Result<Exit> {
     let Some(plan) = load_valid_plan(&args.plan, color)? else {
         return Ok(Exit::Invalid);
     };
-    let name = plan.name.to_string();
-    let state_dir = &args.drive.state_dir;
-    let dir = RolloutDir::new(state_dir, &name);
-    let journal = match super::read_journal(&dir.journal(), Some(&args.plan)) {
-        Ok(journal) => journal,
-        Err(exit) => return Ok(exit),
-    };
-    let Some(journal) = journal else {
-        eprintln!(
-            "error: rollout `{name}` has never run with the state directory {}; nothing to resume",
-            state_dir.display()
-        );
-        return Ok(Exit::Invalid);
-    };
-    if journal.plan_sha256 != plan.fingerprint && !args.force {
-        eprintln!(
-            "error: {} changed since rollout `{name}` started (sha256 {} then, {} now); resuming would mix two plans. \
-             Check the change, then `rollout resume {} --force`, or `rollout rollback {}`",
-            args.plan.display(),
-            short(&journal.plan_sha256),
-            short(&plan.fingerprint),
-            args.plan.display(),
-            args.plan.display()
-        );
-        return Ok(Exit::Invalid);
-    }
-    let running = journal.status.is_active() && is_held(&dir);
-    let resumable = journal.status == Status::Paused || (journal.status.is_active() && !running);
-    if !resumable {
-        let holder = match (running, journal.pid) {
-            (true, Some(pid)) => {
-                format!(", driven by pid {pid}; wait for it, or stop that process")
-            }
-            _ => String::new(),
-        };
-        eprintln!(
-            "error: rollout `{name}` cannot be resumed: it is {}{holder}",
-            super::status::describe_status(&journal, running)
-        );
-        // A live holder is the lock's refusal (exit 1); a finished rollout is a usage error.
-        return Ok(if running {
-            Exit::CouldNotProceed
-        } else {
-            Exit::Invalid
-        });
-    }
-    let start = start_point(&journal, plan.stages.len());
     super::runtime()?.block_on(async {
-        let continued = JournalStart::Continue(Box::new(journal));
-        let session = match Session::open(
-            Arc::new(plan),
-            &args.plan,
-            &args.drive,
-            "resume",
-            false,
-            continued,
+        let store = match super::state::open(&args.drive.state, Some(&plan)) {
+            Ok(store) => store,
+            Err(exit) => return Ok(exit),
+        };
+        let name = plan.name.to_string();
+        let journal = match super::read_journal(store.as_ref(), &name, Some(&args.plan)).await {
+            Ok(journal) => journal,
+            Err(exit) => return Ok(exit),
+        };
+        let Some(journal) = journal else {
+            eprintln!(
+                "error: rollout `{name}` has never run with {}; nothing to resume",
+                store.location()
+            );
+            return Ok(Exit::Invalid);
+        };
+        if journal.plan_sha256 != plan.fingerprint && !args.force {
+            eprintln!(
+                "error: {} changed since rollout `{name}` started (sha256 {} then, {} now); resuming would mix two plans. \
+                 Check the change, then `rollout resume {} --force`, or `rollout rollback {}`",
+                args.plan.display(),
+                short(&journal.plan_sha256),
+                short(&plan.fingerprint),
+                args.plan.display(),
+                args.plan.display()
+            );
+            return Ok(Exit::Invalid);
+        }
+        let holding = match store.holding(&name).await {
+            Ok(holding) => holding,
+            Err(e) => return Ok(super::state::failed(&e)),
+        };
+        let live = holding.as_ref().filter(|h| h.live);
+        let running = journal.status.is_active() && live.is_some();
+        // A live holder on a shared store may be taken over with --force.
+        let forced = running && args.force && store.is_shared();
+        let resumable =
+            journal.status == Status::Paused || (journal.status.is_active() && !running) || forced;
+        if !resumable {
+            let holder = match live {
+                Some(h) if running => {
+                    format!(", driven by {}; wait for it, or stop that process", h.holder.describe())
+                }
+                _ => String::new(),
+            };
+            eprintln!(
+                "error: rollout `{name}` cannot be resumed: it is {}{holder}",
+                super::status::describe_status(&journal, running)
+            );
+            // A live holder is the lock's refusal (exit 1); a finished rollout is a usage error.
+            return Ok(if running {
+                Exit::CouldNotProceed
+            } else {
+                Exit::Invalid
+            });
+        }
+        let start = start_point(&journal, plan.stages.len());
+        let opening = Opening {
+            plan_path: &args.plan,
+            drive: &args.drive,
+            command: "resume",
+            dry_run: false,
+            journal: JournalStart::Continue(Box::new(journal)),
+            store,
+            force: args.force,
             color,
-        )
-        .await?
-        {
+        };
+        let session = match Session::open(Arc::new(plan), opening).await? {
             Ok(session) => session,
             Err(exit) => return Ok(exit),
         };

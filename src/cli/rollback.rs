@@ -5,12 +5,12 @@
 use std::sync::Arc;
 
 use rollout::backend::Recovery;
-use rollout::state::{Journal, RolloutDir};
+use rollout::state::{Journal, StateStore, StoreError};
 
 use super::Exit;
 use super::args::RollbackArgs;
 use super::load_valid_plan;
-use super::session::{JournalStart, Session};
+use super::session::{JournalStart, Opening, Session};
 
 pub fn rollback(args: &RollbackArgs, color: bool) -> anyhow::Result<Exit> {
     let Some(plan) = load_valid_plan(&args.plan, color)? else {
@@ -24,48 +24,36 @@ pub fn rollback(args: &RollbackArgs, color: bool) -> anyhow::Result<Exit> {
         );
         return Ok(Exit::Invalid);
     }
-    let dir = RolloutDir::new(&args.drive.state_dir, plan.name.as_str());
-    let journal = match Journal::load(&dir.journal()) {
-        Ok(journal) => journal,
-        Err(e) => {
-            // An emergency rollback must not depend on the journal: the plan says what stable is.
-            let aside = match Journal::set_aside(&dir) {
-                Ok(aside) => aside,
-                Err(move_error) => {
-                    eprintln!("error: {e}, and it cannot be moved aside: {move_error}");
-                    return Ok(Exit::CouldNotProceed);
-                }
-            };
-            eprintln!(
-                "warning: {e}; it was moved to {} and traffic is returned to stable from the plan alone",
-                aside.display()
-            );
-            None
-        }
-    };
-    // Without the backend's journaled state, the backend works out the stable state itself.
-    let recovery = match &journal {
-        Some(journal) if journal.backend_state.is_some() => None,
-        _ => Some(Recovery {
-            task_definition: args.task_definition.clone(),
-        }),
-    };
-    let start = match journal {
-        Some(journal) => JournalStart::Continue(Box::new(journal)),
-        None => JournalStart::New,
-    };
     super::runtime()?.block_on(async {
-        let session = match Session::open(
-            Arc::new(plan),
-            &args.plan,
-            &args.drive,
-            "rollback",
-            false,
-            start,
+        let store = match super::state::open(&args.drive.state, Some(&plan)) {
+            Ok(store) => store,
+            Err(exit) => return Ok(exit),
+        };
+        let journal = match journal_or_plan_alone(store.as_ref(), plan.name.as_str()).await {
+            Ok(journal) => journal,
+            Err(exit) => return Ok(exit),
+        };
+        // Without the backend's journaled state, the backend works out the stable state itself.
+        let recovery = match &journal {
+            Some(journal) if journal.backend_state.is_some() => None,
+            _ => Some(Recovery {
+                task_definition: args.task_definition.clone(),
+            }),
+        };
+        let opening = Opening {
+            plan_path: &args.plan,
+            drive: &args.drive,
+            command: "rollback",
+            dry_run: false,
+            journal: match journal {
+                Some(journal) => JournalStart::Continue(Box::new(journal)),
+                None => JournalStart::New,
+            },
+            store,
+            force: args.force,
             color,
-        )
-        .await?
-        {
+        };
+        let session = match Session::open(Arc::new(plan), opening).await? {
             Ok(session) => session,
             Err(exit) => return Ok(exit),
         };
@@ -73,4 +61,29 @@ pub fn rollback(args: &RollbackArgs, color: bool) -> anyhow::Result<Exit> {
         let outcome = session.roll_back(reason, recovery).await?;
         Ok(outcome.exit)
     })
+}
+
+/// The journal, if it can be read. An emergency rollback must not depend on it: a damaged one
+/// is moved aside (and kept), and the plan says what stable is.
+async fn journal_or_plan_alone(
+    store: &dyn StateStore,
+    name: &str,
+) -> Result<Option<Journal>, Exit> {
+    match store.journal(name).await {
+        Ok(journal) => Ok(journal),
+        Err(e @ StoreError::Damaged { .. }) => {
+            let aside = match store.set_aside_journal(name).await {
+                Ok(aside) => aside,
+                Err(move_error) => {
+                    eprintln!("error: {e}, and it cannot be moved aside: {move_error}");
+                    return Err(Exit::CouldNotProceed);
+                }
+            };
+            eprintln!(
+                "warning: {e}; it was moved to {aside} and traffic is returned to stable from the plan alone"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(super::state::failed(&e)),
+    }
 }

@@ -3,34 +3,38 @@
 use std::sync::Arc;
 
 use rollout::engine::Start;
-use rollout::state::{RolloutDir, Status};
+use rollout::plan::Plan;
+use rollout::state::{StateStore, Status};
 
 use super::args::RunArgs;
-use super::session::{JournalStart, Session};
+use super::session::{JournalStart, Opening, Session};
 use super::{Exit, load_valid_plan};
 
 pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
     let Some(plan) = load_valid_plan(&args.plan, color)? else {
         return Ok(Exit::Invalid);
     };
-    if !args.dry_run
-        && let Some(exit) = refuse_over_unfinished(&plan, args)?
-    {
-        return Ok(exit);
-    }
     super::runtime()?.block_on(async {
-        let plan = Arc::new(plan);
-        let session = match Session::open(
-            plan,
-            &args.plan,
-            &args.drive,
-            "run",
-            args.dry_run,
-            JournalStart::New,
-            color,
-        )
-        .await?
+        let store = match super::state::open(&args.drive.state, Some(&plan)) {
+            Ok(store) => store,
+            Err(exit) => return Ok(exit),
+        };
+        if !args.dry_run
+            && let Some(exit) = refuse_over_unfinished(&plan, args, store.as_ref()).await
         {
+            return Ok(exit);
+        }
+        let opening = Opening {
+            plan_path: &args.plan,
+            drive: &args.drive,
+            command: "run",
+            dry_run: args.dry_run,
+            journal: JournalStart::New,
+            store,
+            force: false,
+            color,
+        };
+        let session = match Session::open(Arc::new(plan), opening).await? {
             Ok(session) => session,
             Err(exit) => return Ok(exit),
         };
@@ -41,29 +45,29 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
 
 /// A paused or interrupted rollout must be resumed or rolled back, not silently restarted
 /// from stage 1 over traffic that is still split.
-fn refuse_over_unfinished(
-    plan: &rollout::plan::Plan,
+async fn refuse_over_unfinished(
+    plan: &Plan,
     args: &RunArgs,
-) -> anyhow::Result<Option<Exit>> {
-    let dir = RolloutDir::new(&args.drive.state_dir, plan.name.as_str());
-    let journal = match super::read_journal(&dir.journal(), Some(&args.plan)) {
-        Ok(journal) => journal,
-        Err(exit) => return Ok(Some(exit)),
+    store: &dyn StateStore,
+) -> Option<Exit> {
+    let name = plan.name.as_str();
+    let journal = match super::read_journal(store, name, Some(&args.plan)).await {
+        Ok(journal) => journal?,
+        Err(exit) => return Some(exit),
     };
-    let Some(journal) = journal else {
-        return Ok(None);
+    let live = match store.holding(name).await {
+        Ok(holding) => holding.is_some_and(|h| h.live),
+        Err(e) => return Some(super::state::failed(&e)),
     };
     let unfinished = matches!(journal.status, Status::Paused | Status::RollbackFailed)
-        || (journal.status.is_active() && !rollout::state::lock::is_held(&dir));
+        || (journal.status.is_active() && !live);
     if !unfinished {
-        return Ok(None);
+        return None;
     }
     let plan_arg = args.plan.display();
     eprintln!(
-        "error: rollout `{}` is unfinished ({}); run `rollout status {}` to see where traffic is, then `rollout resume {plan_arg}` or `rollout rollback {plan_arg}`",
-        plan.name,
+        "error: rollout `{name}` is unfinished ({}); run `rollout status {name}` to see where traffic is, then `rollout resume {plan_arg}` or `rollout rollback {plan_arg}`",
         super::status::describe_status(&journal, false),
-        plan.name
     );
-    Ok(Some(Exit::Invalid))
+    Some(Exit::Invalid)
 }

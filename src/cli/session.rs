@@ -1,19 +1,15 @@
-//! Wiring shared by the commands that drive a rollout (run, resume, rollback): the lock, the
-//! journal, the reporters, the executor, the probes, the backend, approvals and signals.
+//! Wiring shared by the commands that drive a rollout (run, resume, rollback): the hold on the
+//! rollout in its state store, the journal, the reporters, the executor, the probes, the
+//! backend, approvals and signals.
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use tokio::sync::mpsc;
-
-use rollout::approval::{Answer, ApproveAll, Approver};
 use rollout::backend::{self, Executor, Recovery};
 use rollout::engine::{Engine, Start};
-use rollout::event::{Emitter, Ledger, NoLedger, Outcome, Reporter};
+use rollout::event::{Emitter, Event, Ledger, NoLedger, Outcome, Reporter};
 use rollout::exec::{DryRunExecutor, RealExecutor};
 use rollout::metrics;
 use rollout::plan::Plan;
@@ -23,18 +19,19 @@ use rollout::report::plain::PlainReporter;
 use rollout::report::progress::ProgressReporter;
 use rollout::report::summary::SummaryCollector;
 use rollout::report::text::Verbosity;
-use rollout::state::approvals::ApprovalByFile;
-use rollout::state::{Journal, JournalReporter, Lock, RolloutDir};
+use rollout::state::{Hold, Holder, Journal, JournalReporter, StateStore};
 
 use super::Exit;
 use super::args::{DriveArgs, OutputFormat};
+use super::attend::{approver, listen_for_signals};
 
 /// A rollout being driven by this process.
 pub struct Session {
     pub engine: Engine,
     closing: Closing,
-    // Held until the session ends; the kernel releases it if the process dies.
-    _lock: Option<Lock>,
+    /// The lock or lease, let go when the session ends (a dead process's lock goes with it; a
+    /// lease runs out).
+    hold: Option<Arc<dyn Hold>>,
 }
 
 /// How the journal starts: a new rollout, or the one an earlier process left.
@@ -43,19 +40,37 @@ pub enum JournalStart {
     Continue(Box<Journal>),
 }
 
+/// What a session needs to know besides the plan.
+pub struct Opening<'a> {
+    pub plan_path: &'a Path,
+    pub drive: &'a DriveArgs,
+    /// `run`, `resume` or `rollback`, for the holder's name.
+    pub command: &'static str,
+    pub dry_run: bool,
+    pub journal: JournalStart,
+    pub store: Arc<dyn StateStore>,
+    /// Take over a shared store's lease that has not run out.
+    pub force: bool,
+    pub color: bool,
+}
+
 impl Session {
     /// Opens a session; `Err(exit)` when it must not start (the reason is already printed).
     pub async fn open(
         plan: Arc<Plan>,
-        plan_path: &Path,
-        drive: &DriveArgs,
-        command: &str,
-        dry_run: bool,
-        journal: JournalStart,
-        color: bool,
+        opening: Opening<'_>,
     ) -> anyhow::Result<Result<Session, Exit>> {
+        let Opening {
+            plan_path,
+            drive,
+            command,
+            dry_run,
+            journal,
+            store,
+            force,
+            color,
+        } = opening;
         let name = plan.name.as_str();
-        let dir = RolloutDir::new(&drive.state_dir, name);
         if let Some(path) = &drive.report
             && let Err(problem) = check_writable(path)
         {
@@ -65,23 +80,31 @@ impl Session {
             );
             return Ok(Err(Exit::Invalid));
         }
-        let lock = if dry_run {
+        // Warnings from the hold go to the run's events once there are any.
+        let events_later: Arc<OnceLock<Emitter>> = Arc::new(OnceLock::new());
+        let hold = if dry_run {
             None
         } else {
-            match Lock::acquire(&dir, command) {
-                Ok(lock) => {
-                    if let Some(dead) = &lock.taken_over_from {
+            let warn_into = events_later.clone();
+            let warn = Arc::new(move |message: String| match warn_into.get() {
+                Some(events) => events.emit(Event::Warning { message }),
+                None => eprintln!("warning: {message}"),
+            });
+            let holder = Holder::this_process(command);
+            match store
+                .hold(name, holder, force, plan.state.lease, warn)
+                .await
+            {
+                Ok(hold) => {
+                    if let Some(before) = hold.taken_over_from() {
                         eprintln!(
-                            "note: took over the lock of `rollout {}` (pid {}, started {}), which is no longer running",
-                            dead.command, dead.pid, dead.started_at
+                            "note: took over rollout `{name}` from {}, which no longer held it",
+                            before.describe()
                         );
                     }
-                    Some(lock)
+                    Some(hold)
                 }
-                Err(e) => {
-                    eprintln!("error: {e}");
-                    return Ok(Err(Exit::CouldNotProceed));
-                }
+                Err(e) => return Ok(Err(super::state::failed(&e))),
             }
         };
         let stages = plan
@@ -104,27 +127,35 @@ impl Session {
             JournalStart::Continue(journal) => journal.backend_state.clone(),
             JournalStart::New => None,
         };
-        let journal = if dry_run {
-            None
-        } else {
-            let journal = stop_children_left_behind(journal).await?;
-            let path = dir.journal();
-            let mut journal = match journal {
-                JournalStart::New => Journal::new(
-                    name,
-                    &absolute(plan_path),
-                    &plan.fingerprint,
-                    plan.stages.len(),
-                ),
-                JournalStart::Continue(journal) => *journal,
-            };
-            journal.pid = Some(std::process::id());
-            let reporter = Arc::new(JournalReporter::create(path, journal)?);
-            reporters.push(reporter.clone());
-            Some(reporter)
+        let journal = match &hold {
+            None => None,
+            Some(hold) => {
+                let journal = stop_children_left_behind(journal).await?;
+                let mut journal = match journal {
+                    JournalStart::New => Journal::new(
+                        name,
+                        &absolute(plan_path),
+                        &plan.fingerprint,
+                        plan.stages.len(),
+                    ),
+                    JournalStart::Continue(journal) => *journal,
+                };
+                journal.pid = Some(std::process::id());
+                journal.host = Some(rollout::state::holder::host_name());
+                let gap = measurement_gap(&plan, store.is_shared());
+                match JournalReporter::create(hold.clone(), journal, gap, store.is_shared()).await {
+                    Ok(reporter) => {
+                        let reporter = Arc::new(reporter);
+                        reporters.push(reporter.clone());
+                        Some(reporter)
+                    }
+                    Err(e) => return Ok(Err(super::state::failed(&e))),
+                }
+            }
         };
         reporters.push(screen(drive, dry_run, color));
         let events = Emitter::new(reporters);
+        let _ = events_later.set(events.clone());
         let exec: Arc<dyn Executor> = if dry_run {
             Arc::new(DryRunExecutor {
                 observer: events.observer(),
@@ -163,7 +194,7 @@ impl Session {
                 Some(journal) => journal.clone() as Arc<dyn Ledger>,
                 None => Arc::new(NoLedger),
             },
-            approver: approver(&plan, drive, dry_run).await,
+            approver: approver(&plan, drive.yes, store, dry_run).await,
             interrupts: listen_for_signals(journal)?,
             dry_run,
             start: Start::Fresh,
@@ -179,7 +210,7 @@ impl Session {
                 dry_run,
                 report,
             },
-            _lock: lock,
+            hold,
         }))
     }
 
@@ -188,10 +219,11 @@ impl Session {
         let Session {
             mut engine,
             closing,
-            _lock,
+            hold,
         } = self;
         engine.start = start;
         let outcome = engine.run().await;
+        release(hold).await;
         closing.close();
         Ok(outcome)
     }
@@ -206,12 +238,34 @@ impl Session {
         let Session {
             engine,
             closing,
-            _lock,
+            hold,
         } = self;
         let outcome = engine.rollback_now(reason, recovery).await;
+        release(hold).await;
         closing.close();
         Ok(outcome)
     }
+}
+
+async fn release(hold: Option<Arc<dyn Hold>>) {
+    if let Some(hold) = hold {
+        hold.release().await;
+    }
+}
+
+/// How often measurements alone are written: every second to a local folder; a shared store
+/// gets at most one write per poll interval (each is a request).
+fn measurement_gap(plan: &Plan, shared: bool) -> Duration {
+    let second = Duration::from_secs(1);
+    if !shared {
+        return second;
+    }
+    plan.stages
+        .iter()
+        .map(|s| s.interval)
+        .min()
+        .unwrap_or(second)
+        .max(second)
 }
 
 /// What is left to do when the engine is done: the summary table and the evidence file.
@@ -264,11 +318,29 @@ fn check_writable(path: &Path) -> Result<(), String> {
 
 /// A rollout taken over from a dead process (its lock is now ours) may still have that
 /// process's commands running: a `set_weight` finishing after this process acted would undo
-/// it. They are stopped, and waited for, before anything else happens.
+/// it. They are stopped, and waited for, before anything else happens. Those of a process on
+/// another machine cannot be seen from here: that is said.
 async fn stop_children_left_behind(journal: JournalStart) -> anyhow::Result<JournalStart> {
     let JournalStart::Continue(mut journal) = journal else {
         return Ok(journal);
     };
+    let here = rollout::state::holder::host_name();
+    if let Some(host) = journal.host.clone().filter(|host| *host != here)
+        && !journal.children.is_empty()
+    {
+        eprintln!(
+            "warning: the earlier `rollout` ran on {host} and had {} command(s) running there ({}); \
+             rollout cannot stop processes on another machine: make sure they are gone",
+            journal.children.len(),
+            journal
+                .children
+                .iter()
+                .map(|c| c.purpose.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        journal.children.clear();
+    }
     for group in std::mem::take(&mut journal.children) {
         let stopped = rollout::exec::children::stop(&group, Duration::from_secs(10))
             .await
@@ -307,108 +379,4 @@ fn screen(drive: &DriveArgs, dry_run: bool, color: bool) -> Arc<dyn Reporter> {
             !dry_run,
         )),
     }
-}
-
-async fn approver(plan: &Plan, drive: &DriveArgs, dry_run: bool) -> Arc<dyn Approver> {
-    if drive.yes {
-        return Arc::new(ApproveAll);
-    }
-    let by_file = ApprovalByFile {
-        path: RolloutDir::new(&drive.state_dir, plan.name.as_str()).approval(),
-        poll: Duration::from_millis(500),
-    };
-    if !dry_run {
-        // An answer left from an earlier run must not approve this one.
-        let _ = tokio::fs::remove_file(&by_file.path).await;
-    }
-    if std::io::stdin().is_terminal() && !dry_run {
-        Arc::new(TerminalOrFile { by_file })
-    } else {
-        Arc::new(by_file)
-    }
-}
-
-/// In a terminal the run asks; `rollout approve` from another shell works too.
-struct TerminalOrFile {
-    by_file: ApprovalByFile,
-}
-
-#[async_trait]
-impl Approver for TerminalOrFile {
-    fn how(&self, plan: &str, stage: usize) -> String {
-        format!(
-            "type y and Enter to approve, n to refuse, or {}",
-            self.by_file.how(plan, stage)
-        )
-    }
-
-    async fn wait(&self, stage: usize) -> Answer {
-        let user = std::env::var("USER").unwrap_or_else(|_| "the terminal user".to_string());
-        let prompt = async {
-            loop {
-                let line = tokio::task::spawn_blocking(|| {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line).map(|_| line)
-                })
-                .await;
-                match line {
-                    Ok(Ok(line)) if line.trim().eq_ignore_ascii_case("y") => {
-                        return Answer::Approved { by: user.clone() };
-                    }
-                    Ok(Ok(line)) if line.trim().eq_ignore_ascii_case("n") => {
-                        return Answer::Rejected { by: user.clone() };
-                    }
-                    // End of input: only `rollout approve` can answer now.
-                    Ok(Ok(line)) if line.is_empty() => std::future::pending::<()>().await,
-                    _ => {}
-                }
-            }
-        };
-        tokio::select! {
-            answer = prompt => answer,
-            answer = self.by_file.wait(stage) => answer,
-        }
-    }
-}
-
-/// SIGINT and SIGTERM go to the engine, which acts on the first by `on_interrupt`. A second
-/// one while that rollback runs only says it is still running; a third leaves at once, with
-/// the journal saying where things stand (its pending step is still recorded).
-fn listen_for_signals(
-    journal: Option<Arc<JournalReporter>>,
-) -> anyhow::Result<mpsc::UnboundedReceiver<String>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut interrupt = signal(SignalKind::interrupt())?;
-    let mut terminate = signal(SignalKind::terminate())?;
-    let received = AtomicUsize::new(0);
-    tokio::spawn(async move {
-        loop {
-            let name = tokio::select! {
-                _ = interrupt.recv() => "SIGINT",
-                _ = terminate.recv() => "SIGTERM",
-            };
-            match received.fetch_add(1, Ordering::SeqCst) + 1 {
-                1 => {}
-                2 => eprintln!(
-                    "{name} again: the run is finishing what the first one asked for (rolling back or pausing); \
-                     a third {name} abandons it half-way"
-                ),
-                _ => {
-                    let why = format!(
-                        "abandoned by a third {name} while acting on an interrupt; the pending step may be half done"
-                    );
-                    eprintln!("{why}: see `rollout status`");
-                    if let Some(journal) = &journal {
-                        journal.abandon(&why);
-                    }
-                    std::process::exit(Exit::RollbackFailed as i32);
-                }
-            }
-            if tx.send(name.to_string()).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(rx)
 }

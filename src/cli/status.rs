@@ -4,9 +4,8 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use rollout::plan::show_number;
-use rollout::state::lock::is_held;
-use rollout::state::{Journal, Pending, RolloutDir, Status};
+use rollout::plan::{Plan, show_number};
+use rollout::state::{Holding, Journal, Pending, Status};
 
 use super::Exit;
 use super::args::{OutputFormat, StatusArgs};
@@ -21,59 +20,74 @@ struct StatusJson<'a> {
     running: bool,
     traffic: String,
     next: String,
+    /// Who holds the rollout (or last did), and on a shared store until when.
+    holder: Option<&'a Holding>,
     journal: &'a Journal,
 }
 
 pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
-    let name = match name_of(&args.rollout) {
-        Ok(name) => name,
+    let (name, plan) = match name_of(&args.rollout) {
+        Ok(found) => found,
         Err(message) => {
             eprintln!("error: {message}");
             return Ok(Exit::Invalid);
         }
     };
-    let plan = Path::new(&args.rollout);
-    let plan = plan.is_file().then_some(plan);
-    let dir = RolloutDir::new(&args.state_dir, &name);
-    let journal = match super::read_journal(&dir.journal(), plan) {
-        Ok(journal) => journal,
-        Err(exit) => return Ok(exit),
-    };
-    let Some(journal) = journal else {
-        eprintln!(
-            "error: no rollout named `{name}` in {} (is ROLLOUT_STATE_DIR or --state-dir the one the run used?)",
-            args.state_dir.display()
-        );
-        return Ok(Exit::Invalid);
-    };
-    let running = journal.status.is_active() && is_held(&dir);
-    match args.output {
-        OutputFormat::Human => print!("{}", render(&journal, running)),
-        OutputFormat::Json => {
-            let json = StatusJson {
-                name: &name,
-                state: state_word(&journal, running).to_string(),
-                running,
-                traffic: traffic(&journal),
-                next: next_step(&journal, running),
-                journal: &journal,
-            };
-            println!("{}", serde_json::to_string_pretty(&json)?);
+    let plan_path = Path::new(&args.rollout);
+    let plan_path = plan_path.is_file().then_some(plan_path);
+    super::runtime()?.block_on(async {
+        let store = match super::state::open(&args.state, plan.as_ref()) {
+            Ok(store) => store,
+            Err(exit) => return Ok(exit),
+        };
+        let journal = match super::read_journal(store.as_ref(), &name, plan_path).await {
+            Ok(journal) => journal,
+            Err(exit) => return Ok(exit),
+        };
+        let Some(journal) = journal else {
+            eprintln!(
+                "error: no rollout named `{name}` in {} (are --state, ROLLOUT_STATE, ROLLOUT_STATE_DIR or the plan's [state] the ones the run used?)",
+                store.location()
+            );
+            return Ok(Exit::Invalid);
+        };
+        let holding = match store.holding(&name).await {
+            Ok(holding) => holding,
+            Err(e) => return Ok(super::state::failed(&e)),
+        };
+        let running = journal.status.is_active() && holding.as_ref().is_some_and(|h| h.live);
+        match args.output {
+            OutputFormat::Human => print!("{}", render(&journal, running, holding.as_ref())),
+            OutputFormat::Json => {
+                let json = StatusJson {
+                    name: &name,
+                    state: state_word(&journal, running).to_string(),
+                    running,
+                    traffic: traffic(&journal),
+                    next: next_step(&journal, running),
+                    holder: holding.as_ref(),
+                    journal: &journal,
+                };
+                println!("{}", serde_json::to_string_pretty(&json)?);
+            }
         }
-    }
-    Ok(Exit::Success)
+        Ok(Exit::Success)
+    })
 }
 
-/// A plan file gives its name; anything else is taken as the name.
-fn name_of(rollout: &str) -> Result<String, String> {
+/// A plan file gives its name (and its `[state]`); anything else is taken as the name.
+fn name_of(rollout: &str) -> Result<(String, Option<Plan>), String> {
     let path = Path::new(rollout);
     if !path.is_file() {
-        return Ok(rollout.to_string());
+        return Ok((rollout.to_string(), None));
     }
     let checked = rollout::plan::load(path).map_err(|e| e.to_string())?;
-    checked.plan.map(|p| p.name.to_string()).ok_or_else(|| {
-        format!("{rollout} is not a valid plan; `rollout validate {rollout}` says why")
-    })
+    checked
+        .plan
+        .map(|p| (p.name.to_string(), Some(p)))
+        .ok_or_else(|| {
+            format!("{rollout} is not a valid plan; `rollout validate {rollout}` says why")
+        })
 }
 
 fn state_word(journal: &Journal, running: bool) -> &'static str {
@@ -163,7 +177,7 @@ fn next_step(journal: &Journal, running: bool) -> String {
     }
 }
 
-fn render(journal: &Journal, running: bool) -> String {
+fn render(journal: &Journal, running: bool, holding: Option<&Holding>) -> String {
     let mut out = format!(
         "{}: {} {} (since {})\n",
         journal.name,
@@ -181,14 +195,13 @@ fn render(journal: &Journal, running: bool) -> String {
                 journal.updated_at
             ),
         );
-    } else if running {
-        row(
-            "process",
-            format!(
-                "pid {}",
-                journal.pid.map_or("?".to_string(), |p| p.to_string())
-            ),
-        );
+    } else if let Some(holding) = holding.filter(|_| running) {
+        let until = holding
+            .until
+            .as_deref()
+            .map(|until| format!("; its lease runs until {until}"))
+            .unwrap_or_default();
+        row("process", format!("{}{until}", holding.holder.describe()));
     }
     row("traffic", traffic(journal));
     if let Some(reason) = &journal.reason {

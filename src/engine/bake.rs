@@ -115,6 +115,7 @@ impl Engine {
                     }
                 }
                 Some(signal) = self.interrupts.recv() => return Err(self.interrupted(&signal)),
+                why = self.ledger.lost() => return Err(Halt::Lost(why)),
             }
         }
     }

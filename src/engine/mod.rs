@@ -27,10 +27,6 @@ use crate::plan::{HaltAction, HookEvent, Plan, Stage, Weight};
 /// How many times a rollback is tried before the run gives up and says traffic is unknown.
 const ROLLBACK_ATTEMPTS: u32 = 3;
 const ROLLBACK_PAUSE: Duration = Duration::from_secs(2);
-/// How many times a step is offered to the ledger before the engine gives up on recording it:
-/// a passing fault (a briefly full disk) should not end a rollout.
-const RECORD_ATTEMPTS: u32 = 3;
-const RECORD_PAUSE: Duration = Duration::from_millis(500);
 
 fn change_at(stage: usize, weight: Weight, previous: Weight) -> WeightChange {
     WeightChange {
@@ -49,6 +45,8 @@ enum Halt {
     Pause(String),
     /// Something broke (backend or I/O): return traffic to stable, then report a failure.
     Failure(String),
+    /// Another process holds the rollout now: touch nothing more.
+    Lost(String),
 }
 
 impl Halt {
@@ -207,12 +205,16 @@ impl Engine {
             weight: stage.weight.percent(),
             previous_weight: state.weight.percent(),
         };
-        if let Err(e) = self.commit(intent).await {
+        match self.commit(intent).await {
+            Ok(()) => {}
+            Err(LedgerError::Lost(why)) => return Err(Halt::Lost(why)),
             // Nothing was changed for this stage: traffic is where the last one left it.
-            return Err(Halt::Failure(format!(
-                "stage {} was not started because {e}",
-                stage.number
-            )));
+            Err(e) => {
+                return Err(Halt::Failure(format!(
+                    "stage {} was not started because {e}",
+                    stage.number
+                )));
+            }
         }
         self.plan_hooks(HookEvent::StageStarted, change, None).await;
         state.stage = stage.number;
@@ -291,14 +293,17 @@ impl Engine {
                 );
                 return self.finish(outcome).await;
             }
+            Halt::Lost(why) => return self.lost(why, state),
             Halt::Rollback(reason) => (reason, false),
             Halt::Failure(reason) => (reason, true),
         };
         let intent = Event::RollingBack {
             reason: reason.clone(),
         };
-        if let Err(e) = self.commit(intent).await {
-            return self.unrecorded_rollback(e, &reason, state);
+        match self.commit(intent).await {
+            Ok(()) => {}
+            Err(LedgerError::Lost(why)) => return self.lost(why, state),
+            Err(e) => return self.unrecorded_rollback(e, &reason, state),
         }
         if let Err(e) = self.rollback_with_retries().await {
             let reason = format!(
@@ -387,9 +392,19 @@ impl Engine {
         loop {
             match self.ledger.record(&stamped).await {
                 Ok(()) => break,
-                Err(e) if attempt >= RECORD_ATTEMPTS => return Err(e),
-                Err(_) => {
-                    tokio::time::sleep(RECORD_PAUSE * attempt).await;
+                Err(e @ LedgerError::Lost(_)) => return Err(e),
+                Err(e) => {
+                    // A passing fault (a briefly full disk, a store that blinks) must not end
+                    // a rollout; the ledger says how long it is worth waiting.
+                    let Some(pause) = self.ledger.retry_after(attempt) else {
+                        return Err(e);
+                    };
+                    if attempt == 1 {
+                        self.events.emit(Event::Warning {
+                            message: format!("{e}; trying again before going on"),
+                        });
+                    }
+                    tokio::time::sleep(pause).await;
                     attempt += 1;
                 }
             }
@@ -417,6 +432,23 @@ impl Engine {
             None,
         );
         self.finish(outcome).await
+    }
+
+    /// Another process holds the rollout now (or may, any moment): this one changes nothing
+    /// more, runs no hooks, and says so. Its journal is no longer its to write.
+    fn lost(&self, why: String, state: &State) -> Outcome {
+        let outcome = Outcome::new(
+            OutcomeKind::Failed,
+            format!(
+                "Stopped without changing traffic any more: {why}. When this process last acted, \
+                 {} was on the new version (stage {}); `rollout status` shows where the rollout \
+                 stands now",
+                state.weight, state.stage
+            ),
+            None,
+        );
+        self.events.emit(Event::Finished(outcome.clone()));
+        outcome
     }
 
     /// A rollback that cannot be put on record is not started: a later `rollout` would

@@ -798,6 +798,7 @@ async fn an_outcome_that_cannot_be_recorded_keeps_its_exit_code_and_warns() {
     assert_eq!(
         warnings(&run),
         [
+            "the journal cannot be written: No space left on device; trying again before going on",
             "the journal cannot be written: No space left on device: the outcome below is not on \
           record, and `rollout status` will show an earlier step"
         ]

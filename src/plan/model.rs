@@ -21,9 +21,39 @@ pub struct Plan {
     pub metrics: Vec<Metric>,
     pub stages: Vec<Stage>,
     pub hooks: Vec<PlanHook>,
+    /// `[state]`: where the rollout's state lives, unless the command line or environment says.
+    pub state: StateConfig,
     /// SHA-256 of the plan file's bytes (hex), so a resumed run can tell the plan changed.
     pub fingerprint: String,
 }
+
+/// `[state]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateConfig {
+    /// A state URL (a path, `file://`, `s3://`, `gs://`, `az://`); `None`: the default.
+    pub url: Option<String>,
+    /// How long a shared store's lease lasts without renewal.
+    pub lease: Duration,
+}
+
+impl StateConfig {
+    pub const DEFAULT_LEASE: Duration = Duration::from_secs(30);
+    /// Renewals come every third of a lease, and each is one store round trip: shorter
+    /// leases leave no room for a slow store.
+    pub const MIN_LEASE: Duration = Duration::from_secs(3);
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            url: None,
+            lease: StateConfig::DEFAULT_LEASE,
+        }
+    }
+}
+
+/// The schemes a state URL may use, besides a plain path.
+pub const STATE_SCHEMES: [&str; 4] = ["file", "s3", "gs", "az"];
 
 /// A name matching `[a-z0-9][a-z0-9-]*`: safe in file names, labels and URLs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]

@@ -5,7 +5,9 @@ use toml::de::DeValue;
 
 use super::condition::{self, Condition};
 use super::diagnostic::{Diagnostic, Span};
-use super::model::{HaltAction, HookEvent, MetricMode, OnNoData, Reduce, Strategy};
+use super::model::{
+    HaltAction, HookEvent, MetricMode, OnNoData, Reduce, STATE_SCHEMES, StateConfig, Strategy,
+};
 use super::raw::*;
 use super::reader::{At, Field, Table};
 use super::template::Template;
@@ -35,6 +37,9 @@ pub fn read_plan(root: &Table<'_, '_>) -> RawPlan {
     };
     if let Some(table) = root.field("defaults").and_then(|f| f.get().table()) {
         plan.defaults = read_defaults(&table);
+    }
+    if let Some(table) = root.field("state").and_then(|f| f.get().table()) {
+        plan.state = read_state(&table);
     }
     plan.backend = root
         .required("backend", "[backend] with type = \"nginx\"")
@@ -122,6 +127,55 @@ fn read_defaults(table: &Table<'_, '_>) -> RawDefaults {
         _ => None,
     });
     defaults
+}
+
+fn read_state(table: &Table<'_, '_>) -> StateConfig {
+    let mut state = StateConfig::default();
+    if let Some(f) = table.field("url") {
+        let f = f.get();
+        state.url = f.str().and_then(|url| state_url(&f, url));
+    }
+    if let Some(f) = table.field("lease") {
+        let f = f.get();
+        match f.duration() {
+            Some(lease) if lease >= StateConfig::MIN_LEASE => state.lease = lease,
+            Some(_) => f.cx.push(
+                f.error(format!(
+                    "a lease must last at least {}",
+                    humantime::format_duration(StateConfig::MIN_LEASE)
+                ))
+                .label("too short")
+                .help(format!(
+                    "the holder renews it every third of its length, one store round trip each; for example: lease = \"{}\"",
+                    humantime::format_duration(StateConfig::DEFAULT_LEASE)
+                )),
+            ),
+            None => {}
+        }
+    }
+    table.finish(|_| None);
+    state
+}
+
+/// A state URL: a path, or one of the schemes rollout can keep state in.
+fn state_url(f: &Field<'_, '_>, url: &str) -> Option<String> {
+    let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+    match scheme {
+        Some(s) if STATE_SCHEMES.contains(&s) => Some(url.to_string()),
+        None if !url.is_empty() => Some(url.to_string()),
+        _ => {
+            let schemes: Vec<String> = STATE_SCHEMES.iter().map(|s| format!("{s}://")).collect();
+            f.cx.push(
+                f.error(format!("`{url}` is not a state URL rollout can use"))
+                    .label("unknown scheme")
+                    .help(format!(
+                        "use a folder path, or {}; for example: url = \"s3://my-bucket/rollouts\"",
+                        schemes.join(", ")
+                    )),
+            );
+            None
+        }
+    }
 }
 
 fn duration_at(table: &Table<'_, '_>, key: &'static str) -> Option<At<std::time::Duration>> {

@@ -21,6 +21,7 @@ pub struct RawPlan {
     pub metrics: Vec<RawMetric>,
     pub stages: Option<At<Vec<RawStage>>>,
     pub hooks: Vec<RawPlanHook>,
+    pub state: super::model::StateConfig,
 }
 
 #[derive(Debug, Default)]

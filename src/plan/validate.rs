@@ -56,6 +56,7 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
         metrics,
         stages: stages?,
         hooks: hooks?,
+        state: raw.state,
         fingerprint,
     })
 }

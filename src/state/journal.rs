@@ -10,17 +10,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::RolloutDir;
 use crate::event::Verdict;
-use crate::event::{Event, Ledger, LedgerError, OutcomeKind, Reporter, Stamped};
+use crate::event::{Event, OutcomeKind, Stamped};
 use crate::exec::children::ChildGroup;
 use crate::exec::write_atomically_with;
 
@@ -101,6 +98,9 @@ pub struct Journal {
     pub status: Status,
     /// The process driving the rollout, while one is.
     pub pid: Option<u32>,
+    /// The machine of the process that last drove it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     pub started_at: String,
     pub updated_at: String,
     /// Since when the rollout has been in its current status.
@@ -158,6 +158,7 @@ impl Journal {
             plan_sha256: plan_sha256.to_string(),
             status: Status::Running,
             pid: Some(std::process::id()),
+            host: Some(super::holder::host_name()),
             started_at: now.clone(),
             updated_at: now.clone(),
             since: now,
@@ -309,96 +310,6 @@ impl Journal {
             _ => return false,
         }
         true
-    }
-}
-
-/// Keeps the journal file in step with the engine: each step is written durably before the
-/// engine acts on it (`Ledger`); measurements are kept in memory and written now and then.
-pub struct JournalReporter {
-    path: PathBuf,
-    journal: Arc<Mutex<Journal>>,
-    /// When the journal was last written; measurements alone are written at most this often.
-    last_save: Mutex<std::time::Instant>,
-    /// Whether a failed write of measurements was already reported.
-    warned: AtomicBool,
-}
-
-/// Fifty metrics polled every second would otherwise rewrite the journal fifty times a second
-/// for nothing a reader needs that fresh.
-const MEASUREMENT_SAVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
-impl JournalReporter {
-    /// Writes the journal at once: the run is on record before anything is touched.
-    pub fn create(path: PathBuf, journal: Journal) -> Result<Self, JournalError> {
-        journal.save(&path, true)?;
-        Ok(JournalReporter {
-            path,
-            journal: Arc::new(Mutex::new(journal)),
-            last_save: Mutex::new(std::time::Instant::now()),
-            warned: AtomicBool::new(false),
-        })
-    }
-
-    /// Records a note in the journal's reason, durably: used when the process is about to exit
-    /// outside the engine (a third Ctrl-C during a rollback). The pid stays, so that `status`
-    /// can name the process that stopped.
-    pub fn abandon(&self, why: &str) {
-        let mut journal = self.journal.lock().expect("journal lock");
-        journal.reason = Some(why.to_string());
-        journal.updated_at = now();
-        if let Err(e) = journal.save(&self.path, true) {
-            eprintln!("error: cannot update the journal: {e}");
-        }
-    }
-}
-
-#[async_trait]
-impl Ledger for JournalReporter {
-    /// The journal changes in memory only once the file holds the change, so that a failed
-    /// write leaves both saying the same.
-    async fn record(&self, event: &Stamped) -> Result<(), LedgerError> {
-        let (path, journal, stamped) = (self.path.clone(), self.journal.clone(), event.clone());
-        let write = tokio::task::spawn_blocking(move || {
-            let mut current = journal.lock().expect("journal lock");
-            let mut next = current.clone();
-            next.apply(&stamped);
-            next.save(&path, true)
-                .map_err(|e| LedgerError::Unwritable(e.to_string()))?;
-            *current = next;
-            Ok(())
-        });
-        write
-            .await
-            .unwrap_or_else(|e| Err(LedgerError::Unwritable(e.to_string())))
-    }
-}
-
-impl Reporter for JournalReporter {
-    fn report(&self, event: &Stamped) {
-        if Journal::is_step(&event.event) {
-            // Already recorded through the ledger, before it was reported.
-            return;
-        }
-        let mut journal = self.journal.lock().expect("journal lock");
-        if !journal.apply(event) {
-            return;
-        }
-        // A child that may act must be on record at once, durably: if rollout dies now, the
-        // next process must find it.
-        let urgent = matches!(event.event, Event::ChildStarted { .. });
-        let mut last_save = self.last_save.lock().expect("journal lock");
-        if !urgent && last_save.elapsed() < MEASUREMENT_SAVE_INTERVAL {
-            // Kept in memory; the next step or a later measurement writes it.
-            return;
-        }
-        *last_save = std::time::Instant::now();
-        if let Err(e) = journal.save(&self.path, urgent)
-            && !self.warned.swap(true, Ordering::Relaxed)
-        {
-            eprintln!(
-                "warning: cannot write the latest measurements and running commands to the journal: {e} (said once)"
-            );
-        }
     }
 }
 

@@ -11,23 +11,17 @@ use std::path::PathBuf;
 
 use super::RolloutDir;
 
-use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Holder {
-    pub pid: u32,
-    pub started_at: String,
-    pub command: String,
-}
+use super::holder::Holder;
 
 #[derive(Debug, Error)]
 pub enum LockError {
     #[error(
-        "rollout `{name}` is already being driven by `rollout {}` (pid {}, since {}); wait for it, or stop that process",
-        .holder.command, .holder.pid, .holder.started_at
+        "rollout `{name}` is already being driven by {}; wait for it, or stop that process",
+        .holder.describe()
     )]
-    Held { name: String, holder: Holder },
+    Held { name: String, holder: Box<Holder> },
     #[error("cannot lock {}: {source}", .path.display())]
     Io {
         path: PathBuf,
@@ -45,7 +39,7 @@ pub struct Lock {
 }
 
 impl Lock {
-    pub fn acquire(dir: &RolloutDir, command: &str) -> Result<Lock, LockError> {
+    pub fn acquire(dir: &RolloutDir, holder: Holder) -> Result<Lock, LockError> {
         let (path, name) = (dir.lock(), dir.name());
         let io = |source| LockError::Io {
             path: path.clone(),
@@ -70,17 +64,14 @@ impl Lock {
                 pid: 0,
                 started_at: "an unknown time".to_string(),
                 command: "(unknown)".to_string(),
+                host: String::new(),
+                ci_job: None,
             });
             return Err(LockError::Held {
                 name: name.to_string(),
-                holder,
+                holder: Box::new(holder),
             });
         }
-        let holder = Holder {
-            pid: std::process::id(),
-            started_at: crate::state::journal::now(),
-            command: command.to_string(),
-        };
         file.set_len(0).map_err(io)?;
         file.rewind().map_err(io)?;
         file.write_all(
@@ -97,6 +88,12 @@ impl Lock {
             taken_over_from,
         })
     }
+}
+
+/// Who the lock file names (the live holder, or the last one that did not let go).
+pub fn recorded_holder(dir: &RolloutDir) -> Option<Holder> {
+    let text = std::fs::read_to_string(dir.lock()).ok()?;
+    serde_json::from_str(&text).ok()
 }
 
 /// Whether some live process holds the rollout's lock (without taking it).
@@ -123,13 +120,18 @@ impl Drop for Lock {
 mod tests {
     use super::*;
 
+    fn holder_for(command: &str) -> Holder {
+        Holder::this_process(command)
+    }
+
     #[test]
     fn a_second_holder_is_refused_and_named() {
         let dir = tempfile::tempdir().unwrap();
-        let first = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "run").unwrap();
+        let first = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), holder_for("run")).unwrap();
         assert_eq!(first.taken_over_from, None);
         // flock is per open file description: a second open in the same process conflicts too.
-        let err = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "resume").unwrap_err();
+        let err =
+            Lock::acquire(&RolloutDir::new(dir.path(), "shop"), holder_for("resume")).unwrap_err();
         let LockError::Held { holder, .. } = &err else {
             panic!("{err}")
         };
@@ -141,7 +143,8 @@ mod tests {
             "{err}"
         );
         drop(first);
-        let again = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "rollback").unwrap();
+        let again =
+            Lock::acquire(&RolloutDir::new(dir.path(), "shop"), holder_for("rollback")).unwrap();
         assert_eq!(
             again.taken_over_from, None,
             "a clean release is not a takeover"
@@ -156,13 +159,16 @@ mod tests {
             pid: 999_999,
             started_at: "2026-01-01T00:00:00Z".into(),
             command: "run".into(),
+            host: String::new(),
+            ci_job: None,
         };
         std::fs::write(
             RolloutDir::new(dir.path(), "shop").lock(),
             serde_json::to_string(&dead).unwrap(),
         )
         .unwrap();
-        let lock = Lock::acquire(&RolloutDir::new(dir.path(), "shop"), "resume").unwrap();
+        let lock =
+            Lock::acquire(&RolloutDir::new(dir.path(), "shop"), holder_for("resume")).unwrap();
         assert_eq!(lock.taken_over_from, Some(dead));
     }
 }

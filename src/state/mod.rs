@@ -5,9 +5,19 @@
 
 pub mod approvals;
 pub mod dir;
+pub mod holder;
 pub mod journal;
+pub mod local;
 pub mod lock;
+pub mod recorder;
+pub mod shared;
+pub mod store;
 
 pub use dir::RolloutDir;
-pub use journal::{Journal, JournalReporter, Pending, Status};
+pub use holder::Holder;
+pub use journal::{Journal, Pending, Status};
+pub use local::LocalStore;
 pub use lock::{Lock, LockError};
+pub use recorder::JournalReporter;
+pub use shared::SharedStore;
+pub use store::{Hold, Holding, Location, StateStore, StoreError};

@@ -171,7 +171,7 @@ fn a_second_run_is_refused_and_a_stale_lock_is_taken_over() {
     let (code, _, stderr) = rollout(dir.path(), &["rollback", "plan.toml", "-q"]);
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stderr.contains("note: took over the lock of `rollout run` (pid "),
+        stderr.contains("note: took over rollout `e2e` from `rollout run` (pid "),
         "{stderr}"
     );
     assert_only_stable(&lab);

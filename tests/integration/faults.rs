@@ -98,7 +98,7 @@ run = ["sh", "-c", "until mkdir -p .rollout/shop/journal.json/full 2>/dev/null; 
     let (code, _, stderr) = rollout(dir.path(), &["status", "plan.toml"]);
     assert_eq!(code, 1, "{stderr}");
     assert!(
-        stderr.contains("cannot read the journal")
+        stderr.contains("the journal .rollout/shop/journal.json is damaged: Is a directory")
             && stderr.contains(
                 "`rollout rollback plan.toml` returns traffic to stable from the plan alone"
             ),
@@ -222,7 +222,7 @@ fn resume_while_another_process_drives_the_rollout_exits_1() {
     assert_eq!(code, 1, "{stderr}");
     assert!(
         stderr.contains(&format!(
-            "cannot be resumed: it is waiting for approval at 10% in stage 1 of 3, driven by pid {}",
+            "cannot be resumed: it is waiting for approval at 10% in stage 1 of 3, driven by `rollout run` (pid {} on ",
             run.pid()
         )),
         "{stderr}"
