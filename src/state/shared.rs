@@ -134,6 +134,34 @@ impl SharedStore {
         }
     }
 
+    async fn take(
+        &self,
+        name: &str,
+        holder: Holder,
+        force: bool,
+        lease: Duration,
+        warn: Warn,
+    ) -> Result<Arc<SharedHold>, StoreError> {
+        let ops = self.ops();
+        let (lease_tag, taken_over_from) = take_lease(&ops, name, &holder, force, lease).await?;
+        // The journal's current version is where this holder's fenced writes start; its first
+        // write fences out whoever held the rollout before.
+        let journal_tag = ops
+            .get(&Ops::key(name, "journal.json"))
+            .await?
+            .and_then(|(_, tag)| tag);
+        Ok(SharedHold::start(
+            ops,
+            name,
+            holder,
+            lease,
+            lease_tag,
+            journal_tag,
+            taken_over_from,
+            warn,
+        ))
+    }
+
     fn ops(&self) -> Ops {
         Ops {
             store: self.store.clone(),
@@ -324,24 +352,8 @@ impl StateStore for SharedStore {
         lease: Duration,
         warn: Warn,
     ) -> Result<Arc<dyn Hold>, StoreError> {
-        let ops = self.ops();
-        let (lease_tag, taken_over_from) = take_lease(&ops, name, &holder, force, lease).await?;
-        // The journal's current version is where this holder's fenced writes start; its first
-        // write fences out whoever held the rollout before.
-        let journal_tag = ops
-            .get(&Ops::key(name, "journal.json"))
-            .await?
-            .and_then(|(_, tag)| tag);
-        Ok(SharedHold::start(
-            ops,
-            name,
-            holder,
-            lease,
-            lease_tag,
-            journal_tag,
-            taken_over_from,
-            warn,
-        ))
+        let hold = self.take(name, holder, force, lease, warn).await?;
+        Ok(hold)
     }
 
     async fn answer(&self, name: &str, answer: &ApprovalFile) -> Result<(), StoreError> {
@@ -450,7 +462,7 @@ impl SharedHold {
         journal_tag: Option<String>,
         taken_over_from: Option<Holder>,
         warn: Warn,
-    ) -> Arc<dyn Hold> {
+    ) -> Arc<SharedHold> {
         let hold = Arc::new(SharedHold {
             ops,
             name: name.to_string(),
@@ -468,6 +480,14 @@ impl SharedHold {
         let task = tokio::spawn(async move { renew(renewing).await });
         *hold.renewer.lock().expect("renewer slot") = Some(task);
         hold
+    }
+
+    /// Stops renewing, as a process frozen by SIGSTOP would.
+    #[cfg(test)]
+    fn freeze(&self) {
+        if let Some(task) = self.renewer.lock().expect("renewer slot").take() {
+            task.abort();
+        }
     }
 
     fn lose(&self, why: StoreError) {
@@ -592,14 +612,16 @@ impl Hold for SharedHold {
             }
             Put::Refused => {
                 // A write whose answer was lost and then retried is refused by its own first
-                // attempt: what is there now is what this process wrote.
-                if let Some((there, there_tag)) = self.ops.get(&key).await?
+                // attempt: what is there now is what this process wrote, and it still holds
+                // the lease.
+                let lost = self.lost_to().await;
+                if let StoreError::Lost { holder: None, .. } = lost
+                    && let Some((there, there_tag)) = self.ops.get(&key).await?
                     && there == bytes
                 {
                     *tag = there_tag;
                     return Ok(());
                 }
-                let lost = self.lost_to().await;
                 self.lose(lost.clone());
                 Err(lost)
             }
@@ -654,5 +676,185 @@ impl Hold for SharedHold {
         let key = Ops::key(&self.name, "lease.json");
         // Best effort: a lease not released runs out by itself.
         let _ = self.ops.put(&key, to_json(&lease), tag.clone()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+
+    fn store() -> SharedStore {
+        SharedStore::with_store(Arc::new(InMemory::new()), "s3://test/rollouts")
+    }
+
+    fn holder(pid: u32, command: &str) -> Holder {
+        Holder {
+            pid,
+            started_at: "2026-11-30T10:00:00Z".into(),
+            command: command.into(),
+            host: "test".into(),
+            ci_job: None,
+        }
+    }
+
+    fn quiet() -> Warn {
+        Arc::new(|_| {})
+    }
+
+    fn journal() -> Journal {
+        Journal::new("shop", std::path::Path::new("plan.toml"), "abc", 3)
+    }
+
+    async fn hold(
+        store: &SharedStore,
+        pid: u32,
+        force: bool,
+        lease: Duration,
+    ) -> Result<Arc<dyn Hold>, StoreError> {
+        store
+            .hold("shop", holder(pid, "run"), force, lease, quiet())
+            .await
+    }
+
+    #[tokio::test]
+    async fn a_live_lease_refuses_a_second_holder_and_names_the_first() {
+        let store = store();
+        let first = hold(&store, 1, false, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(first.taken_over_from(), None);
+        let Err(StoreError::Held { holder, shared, .. }) =
+            hold(&store, 2, false, Duration::from_secs(30)).await
+        else {
+            panic!("a second holder was let in")
+        };
+        assert_eq!((holder.pid, shared), (1, true));
+        let holding = store.holding("shop").await.unwrap().unwrap();
+        assert!(holding.live);
+        assert_eq!(holding.holder.pid, 1);
+    }
+
+    #[tokio::test]
+    async fn a_takeover_fences_out_the_old_holder() {
+        let store = store();
+        let first = hold(&store, 1, false, Duration::from_secs(30))
+            .await
+            .unwrap();
+        first.write_journal(&journal(), true).await.unwrap();
+        // --force takes over a live lease; the old holder's next write is refused.
+        let second = hold(&store, 2, true, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(second.taken_over_from().map(|h| h.pid), Some(1));
+        second.write_journal(&journal(), true).await.unwrap();
+        let Err(StoreError::Lost { holder, .. }) = first.write_journal(&journal(), true).await
+        else {
+            panic!("the old holder could still write")
+        };
+        assert_eq!(holder.map(|h| h.pid), Some(2));
+        assert!(matches!(first.may_act(), Err(StoreError::Lost { .. })));
+        assert!(matches!(first.lost().await, StoreError::Lost { .. }));
+        // The new holder is unaffected.
+        second.write_journal(&journal(), true).await.unwrap();
+        second.may_act().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_lease_that_runs_out_can_be_taken_and_its_holder_learns_it_lost() {
+        let store = store();
+        let lease = Duration::from_millis(300);
+        let first = store
+            .take("shop", holder(1, "run"), false, lease, quiet())
+            .await
+            .unwrap();
+        first.write_journal(&journal(), true).await.unwrap();
+        // Frozen: no more renewals (as under SIGSTOP).
+        first.freeze();
+        tokio::time::sleep(lease + Duration::from_millis(50)).await;
+        assert!(!store.holding("shop").await.unwrap().unwrap().live);
+        let second = hold(&store, 2, false, lease).await.unwrap();
+        assert_eq!(second.taken_over_from().map(|h| h.pid), Some(1));
+        second.write_journal(&journal(), true).await.unwrap();
+        // Thawed, the first may not act: its lease ran out by its own clock too, and its
+        // writes are refused.
+        assert!(first.may_act().is_err());
+        assert!(matches!(
+            first.write_journal(&journal(), true).await,
+            Err(StoreError::Lost { .. })
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_released_lease_is_free_at_once_and_no_takeover() {
+        let store = store();
+        let first = hold(&store, 1, false, Duration::from_secs(30))
+            .await
+            .unwrap();
+        first.release().await;
+        assert!(!store.holding("shop").await.unwrap().unwrap().live);
+        let second = hold(&store, 2, false, Duration::from_secs(30))
+            .await
+            .unwrap();
+        assert_eq!(second.taken_over_from(), None);
+    }
+
+    #[tokio::test]
+    async fn of_many_processes_racing_for_a_rollout_one_wins() {
+        let store = Arc::new(store());
+        let mut racers = tokio::task::JoinSet::new();
+        for pid in 0..16 {
+            let store = store.clone();
+            racers.spawn(async move { hold(&store, pid, false, Duration::from_secs(30)).await });
+        }
+        let mut won = 0;
+        while let Some(result) = racers.join_next().await {
+            match result.unwrap() {
+                Ok(_) => won += 1,
+                Err(StoreError::Held { .. }) => {}
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(won, 1);
+    }
+
+    #[tokio::test]
+    async fn journals_answers_and_names() {
+        let store = store();
+        assert_eq!(store.journal("shop").await.unwrap(), None);
+        let held = hold(&store, 1, false, Duration::from_secs(30))
+            .await
+            .unwrap();
+        held.write_journal(&journal(), true).await.unwrap();
+        assert_eq!(store.journal("shop").await.unwrap(), Some(journal()));
+        assert_eq!(store.names().await.unwrap(), ["shop"]);
+        let answer = ApprovalFile {
+            approve: true,
+            by: "alice".into(),
+        };
+        store.answer("shop", &answer).await.unwrap();
+        assert_eq!(store.take_answer("shop").await.unwrap(), Some(answer));
+        assert_eq!(
+            store.take_answer("shop").await.unwrap(),
+            None,
+            "counted once"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_damaged_journal_is_set_aside_and_kept() {
+        let store = store();
+        let key = Ops::key("shop", "journal.json");
+        store.store.put(&key, PutPayload::from("{")).await.unwrap();
+        assert!(matches!(
+            store.journal("shop").await,
+            Err(StoreError::Damaged { .. })
+        ));
+        let aside = store.set_aside_journal("shop").await.unwrap();
+        assert!(
+            aside.starts_with("s3://test/rollouts/shop/journal.damaged-"),
+            "{aside}"
+        );
+        assert_eq!(store.journal("shop").await.unwrap(), None);
     }
 }

@@ -1420,3 +1420,64 @@ fn nginx_test_command_wrapper_warns() {
         )
         .run();
 }
+
+/// `[state]`: a URL rollout cannot keep state at, a lease too short to renew, a stray field.
+#[test]
+fn state_table_mistakes() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [state]
+        url = "ftp://deploys/rollouts"
+        lease = "1s"
+        owner = "me"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: state.url: `ftp://deploys/rollouts` is not a state URL rollout can use
+         --> plan.toml:3:7
+          |
+        3 | url = "ftp://deploys/rollouts"
+          |       ^^^^^^^^^^^^^^^^^^^^^^^^ unknown scheme
+          |
+          = help: use a folder path, or file://, s3://, gs://, az://; for example: url = "s3://my-bucket/rollouts"
+
+        error: state.lease: a lease must last at least 3s
+         --> plan.toml:4:9
+          |
+        4 | lease = "1s"
+          |         ^^^^ too short
+          |
+          = help: the holder renews it every third of its length, one store round trip each; for example: lease = "30s"
+
+        error: state.owner: unknown field `owner`
+         --> plan.toml:5:1
+          |
+        5 | owner = "me"
+          | ^^^^^ unknown field
+          |
+          = help: valid fields here: `lease`, `url`
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:11:10
+           |
+        11 | weight = 100
+           |          ^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (3 errors, 1 warning)
+        "#,
+        )
+        .run();
+}
