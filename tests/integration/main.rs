@@ -29,6 +29,8 @@ mod e2e_nginx;
 #[cfg(feature = "e2e")]
 mod e2e_nginx_truth;
 #[cfg(feature = "e2e")]
+mod e2e_shared;
+#[cfg(feature = "e2e")]
 mod e2e_sources;
 #[cfg(feature = "e2e")]
 mod e2e_state;

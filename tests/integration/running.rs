@@ -47,8 +47,18 @@ impl Running {
 
     /// `rollout ARGS` in `dir`.
     pub fn start_in(dir: &std::path::Path, args: &[&str]) -> Running {
+        Running::start_with_env(dir, args, &[])
+    }
+
+    /// `rollout ARGS` in `dir`, with these environment variables besides the test's own.
+    pub fn start_with_env(
+        dir: &std::path::Path,
+        args: &[&str],
+        env: &[(String, String)],
+    ) -> Running {
         let mut child = Command::new(rollout_bin())
             .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
