@@ -150,6 +150,10 @@ mod tests {
             name: Name::parse("m").unwrap(),
             source: 0,
             query: Query::Prometheus {
+                endpoint: crate::plan::Endpoint {
+                    url: crate::plan::template::Template::parse("http://127.0.0.1:9090").unwrap(),
+                    headers: Vec::new(),
+                },
                 query: "q".into(),
                 baseline: Some("b".into()),
                 reduce: None,

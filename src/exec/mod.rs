@@ -548,14 +548,34 @@ mod tests {
     #[tokio::test]
     async fn a_timeout_kills_the_whole_process_group() {
         let dir = tempfile::tempdir().unwrap();
-        let marker = dir.path().join("survived");
-        let script = format!("(sleep 1; touch {}) & sleep 30", marker.display());
-        let err = run_command(&cmd(&["sh", "-c", &script], Duration::from_millis(200)))
+        let pid_file = dir.path().join("grandchild.pid");
+        let script = format!("sleep 30 & echo $! > {}; wait", pid_file.display());
+        let err = run_command(&cmd(&["sh", "-c", &script], Duration::from_millis(500)))
             .await
             .unwrap_err();
         assert!(matches!(err, ExecError::Timeout { .. }), "{err}");
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        assert!(!marker.exists(), "a grandchild outlived the timeout");
+        let grandchild: u32 = std::fs::read_to_string(&pid_file)
+            .expect("the grandchild started")
+            .trim()
+            .parse()
+            .unwrap();
+        // Killed with its group: gone (or a zombie waiting for init) as soon as the kernel has
+        // delivered the signal.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{grandchild}/stat")).map_or(true, |stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !gone() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "a grandchild outlived the timeout"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[tokio::test]

@@ -177,8 +177,8 @@ pub fn secrets(plan: &Plan) -> Redactor {
         }
     }
     for metric in &plan.metrics {
-        if let Query::HttpJson { url: Some(url), .. } = &metric.query {
-            add(url, false);
+        if let Query::HttpJson { endpoint, .. } = &metric.query {
+            add(&endpoint.url, false);
         }
     }
     Redactor::new(values)
@@ -210,55 +210,44 @@ fn build(
             })
         }
     };
-    Ok(match (&source.kind, &metric.query) {
-        (
-            SourceKind::Prometheus { url, headers },
-            Query::Prometheus {
-                query,
-                baseline,
-                reduce,
-            },
-        ) => Arc::new(prometheus::Prometheus {
+    Ok(match &metric.query {
+        Query::Prometheus {
+            endpoint,
+            query,
+            baseline,
+            reduce,
+        } => Arc::new(prometheus::Prometheus {
             client: client.clone(),
-            base_url: resolve_url(url)?,
-            url_shown: url.to_string(),
-            headers: header_map(name, headers, &resolve)?,
+            base_url: resolve_url(&endpoint.url)?,
+            url_shown: endpoint.url.to_string(),
+            headers: header_map(name, &endpoint.headers, &resolve)?,
             timeout: source.timeout,
             query: query.clone(),
             baseline: baseline.clone(),
             reduce: *reduce,
             redactor: redactor.clone(),
         }),
-        (
-            SourceKind::HttpJson { url, headers },
-            Query::HttpJson {
-                url: own_url,
-                path,
-                baseline_path,
-            },
-        ) => {
-            let url = own_url.as_ref().unwrap_or(url);
-            Arc::new(http_json::HttpJson {
-                client: client.clone(),
-                url: resolve_url(url)?,
-                url_shown: url.to_string(),
-                headers: header_map(name, headers, &resolve)?,
-                timeout: source.timeout,
-                path: path.clone(),
-                baseline_path: baseline_path.clone(),
-                redactor: redactor.clone(),
-            })
-        }
-        (SourceKind::Command, Query::Command { run, baseline_run }) => {
-            Arc::new(command::CommandProbe {
-                run: run.clone(),
-                baseline_run: baseline_run.clone(),
-                timeout: source.timeout,
-                metric: metric.name.to_string(),
-                redactor: redactor.clone(),
-            })
-        }
-        _ => unreachable!("validation pairs every metric's query with its source's kind"),
+        Query::HttpJson {
+            endpoint,
+            path,
+            baseline_path,
+        } => Arc::new(http_json::HttpJson {
+            client: client.clone(),
+            url: resolve_url(&endpoint.url)?,
+            url_shown: endpoint.url.to_string(),
+            headers: header_map(name, &endpoint.headers, &resolve)?,
+            timeout: source.timeout,
+            path: path.clone(),
+            baseline_path: baseline_path.clone(),
+            redactor: redactor.clone(),
+        }),
+        Query::Command { run, baseline_run } => Arc::new(command::CommandProbe {
+            run: run.clone(),
+            baseline_run: baseline_run.clone(),
+            timeout: source.timeout,
+            metric: metric.name.to_string(),
+            redactor: redactor.clone(),
+        }),
     })
 }
 

@@ -363,16 +363,26 @@ impl Metric {
     }
 }
 
-/// How a metric is read from its source; the variant always matches the source's kind.
+/// Where an HTTP source is reached: its URL and its headers (secrets), as templates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoint {
+    pub url: Template,
+    pub headers: Headers,
+}
+
+/// How a metric is read from its source. Validation pairs each metric with its source's kind
+/// and gives it what it needs of the source (the endpoint), so readers need no second check.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Query {
     Prometheus {
+        endpoint: Endpoint,
         query: String,
         baseline: Option<String>,
         reduce: Option<Reduce>,
     },
     HttpJson {
-        url: Option<Template>,
+        /// The metric's own `url` when it has one, else its source's, with the source's headers.
+        endpoint: Endpoint,
         path: String,
         baseline_path: Option<String>,
     },

@@ -8,6 +8,7 @@ use super::diagnostic::{Diagnostic, Span};
 use super::model::*;
 use super::raw::*;
 use super::reader::{At, Cx, join, suggest};
+use super::template::Template;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
 const DEFAULT_BAKE: Duration = Duration::from_secs(5 * 60);
@@ -24,7 +25,7 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
     let strategy = raw.strategy.as_ref().map_or(Strategy::Canary, |s| s.value);
     let defaults = Defaults::resolve(cx, &raw.defaults);
     let sources = sources(cx, &raw.sources);
-    let metrics = metrics(cx, &raw.metrics, &raw.sources);
+    let metrics = metrics(cx, &raw.metrics, &raw.sources, &sources);
     let stages = raw
         .stages
         .as_ref()
@@ -161,7 +162,12 @@ fn sources(cx: &Cx, raw: &[RawSource]) -> Vec<Option<Source>> {
         .collect()
 }
 
-fn metrics(cx: &Cx, raw: &[RawMetric], raw_sources: &[RawSource]) -> Vec<Metric> {
+fn metrics(
+    cx: &Cx,
+    raw: &[RawMetric],
+    raw_sources: &[RawSource],
+    sources: &[Option<Source>],
+) -> Vec<Metric> {
     let mut seen: HashMap<&str, &Span> = HashMap::new();
     let mut out = Vec::new();
     for m in raw {
@@ -188,14 +194,19 @@ fn metrics(cx: &Cx, raw: &[RawMetric], raw_sources: &[RawSource]) -> Vec<Metric>
                 seen.insert(&n.value, &n.span);
             }
         }
-        if let Some(metric) = metric(cx, m, raw_sources) {
+        if let Some(metric) = metric(cx, m, raw_sources, sources) {
             out.push(metric);
         }
     }
     out
 }
 
-fn metric(cx: &Cx, m: &RawMetric, raw_sources: &[RawSource]) -> Option<Metric> {
+fn metric(
+    cx: &Cx,
+    m: &RawMetric,
+    raw_sources: &[RawSource],
+    sources: &[Option<Source>],
+) -> Option<Metric> {
     let name = m
         .name
         .as_ref()
@@ -207,7 +218,8 @@ fn metric(cx: &Cx, m: &RawMetric, raw_sources: &[RawSource]) -> Option<Metric> {
     let source_type = source
         .and_then(|i| raw_sources[i].kind.as_ref())
         .map(|k| k.value);
-    let query = source_type.and_then(|t| query(cx, m, t));
+    let kind = source.and_then(|i| sources[i].as_ref()).map(|s| &s.kind);
+    let query = source_type.and_then(|t| query(cx, m, t, kind));
     let has_baseline = query.as_ref().is_some_and(Query::has_baseline);
     for (field, cond) in [("advance", &m.advance), ("rollback", &m.rollback)] {
         let Some(cond) = cond else { continue };
@@ -292,7 +304,14 @@ fn source_ref(cx: &Cx, m: &RawMetric, s: &At<String>, raw_sources: &[RawSource])
 }
 
 /// The fields each source type reads from a metric; the rest must be absent.
-fn query(cx: &Cx, m: &RawMetric, source_type: SourceType) -> Option<Query> {
+/// The query, with the endpoint of its source; `kind` is `None` when the source itself is
+/// invalid (already reported).
+fn query(
+    cx: &Cx,
+    m: &RawMetric,
+    source_type: SourceType,
+    kind: Option<&SourceKind>,
+) -> Option<Query> {
     let given: [(&str, Option<&Span>); 8] = [
         ("query", m.query.as_ref().map(|f| &f.span)),
         ("baseline", m.baseline.as_ref().map(|f| &f.span)),
@@ -363,18 +382,24 @@ fn query(cx: &Cx, m: &RawMetric, source_type: SourceType) -> Option<Query> {
         return None;
     }
     let argv = |a: &Option<At<Vec<String>>>| a.as_ref().and_then(|a| Argv::new(a.value.clone()));
-    Some(match source_type {
-        SourceType::Prometheus => Query::Prometheus {
+    let endpoint = |url: &Template, headers: &Headers| Endpoint {
+        url: url.clone(),
+        headers: headers.clone(),
+    };
+    // The fields were checked for `source_type` above; `kind` comes from the same field.
+    Some(match kind? {
+        SourceKind::Prometheus { url, headers } => Query::Prometheus {
+            endpoint: endpoint(url, headers),
             query: m.query.as_ref()?.value.clone(),
             baseline: m.baseline.as_ref().map(|b| b.value.clone()),
             reduce: m.reduce.as_ref().map(|r| r.value),
         },
-        SourceType::HttpJson => Query::HttpJson {
-            url: m.url.as_ref().map(|u| u.value.clone()),
+        SourceKind::HttpJson { url, headers } => Query::HttpJson {
+            endpoint: endpoint(m.url.as_ref().map_or(url, |u| &u.value), headers),
             path: m.path_pointer.as_ref()?.value.clone(),
             baseline_path: m.baseline_path.as_ref().map(|b| b.value.clone()),
         },
-        SourceType::Command => Query::Command {
+        SourceKind::Command => Query::Command {
             run: argv(&m.run)?,
             baseline_run: argv(&m.baseline_run),
         },

@@ -437,7 +437,6 @@ fn a_failing_canary_is_rolled_back() {
 
 #[test]
 fn a_canary_that_never_becomes_available_fails_its_stage_and_is_rolled_back() {
-    let started = Instant::now();
     // The controller gives up on the canary after 2 s without progress.
     let cluster = Cluster::start(
         &[stable_deployment(4), canary_deployment(2)],
@@ -459,8 +458,8 @@ fn a_canary_that_never_becomes_available_fails_its_stage_and_is_rolled_back() {
     assert_eq!((replicas(&canary), image(&canary)), (0, OLD_IMAGE.into()));
     let stable = cluster.current("deployments", "inventory");
     assert_eq!((replicas(&stable), image(&stable)), (4, OLD_IMAGE.into()));
-    // The stage failed on the controller's verdict, long before rollout_timeout.
-    assert!(started.elapsed() < Duration::from_secs(30));
+    // The stage failed on the controller's verdict (ProgressDeadlineExceeded, in the reason
+    // above), not on rollout_timeout, which is 60 s here.
 }
 
 #[test]

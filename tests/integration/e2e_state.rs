@@ -3,7 +3,6 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use crate::e2e_nginx::{
     PlanOptions, Running, Source, assert_only_stable, nginx_accepts_the_config, plan, settle,
@@ -90,9 +89,10 @@ fn kill_9_at_twenty_moments_then_status_rollback_and_resume_finish_the_job() {
             ..PlanOptions::default()
         };
         std::fs::write(dir.path().join("plan.toml"), plan(&lab, options)).unwrap();
-        let run = Running::start_in(dir.path(), &["run", "plan.toml"]);
-        // Spread over the run: about 4 s in all for three stages.
-        std::thread::sleep(Duration::from_millis(150 + trial * 190));
+        // Verbose: every command and write is announced before it runs, so the kills land at
+        // twenty successive points of the run, several of them mid-change.
+        let run = Running::start_in(dir.path(), &["run", "plan.toml", "--verbose"]);
+        run.wait_for_lines(2 + trial as usize * 2);
         run.signal(libc::SIGKILL);
         let (code, stderr, _) = run.finish_killed();
         let status = status_json(dir.path(), "e2e");
@@ -303,8 +303,11 @@ fn repeated_interrupts_during_a_rollback() {
         run.wait_for_line("stage 1: baking");
         run.signal(libc::SIGINT);
         run.wait_for_line("rolling back: the run was interrupted by SIGINT");
-        for _ in 1..signals {
-            std::thread::sleep(Duration::from_millis(200));
+        if signals >= 2 {
+            run.signal(libc::SIGINT);
+            run.wait_for_line("SIGINT again: the run is finishing");
+        }
+        if signals >= 3 {
             run.signal(libc::SIGINT);
         }
         let (code, stderr, _) = run.finish();

@@ -100,6 +100,11 @@ impl Running {
         assert!(seen, "rollout never printed {needle:?}:\n{}", self.stderr());
     }
 
+    /// Waits until it has printed `count` lines (or finished: then there are no more).
+    pub fn wait_for_lines(&self, count: usize) {
+        wait_until(RUN_LIMIT, || self.lines.lock().unwrap().len() >= count);
+    }
+
     pub fn signal(&self, signal: libc::c_int) {
         // SAFETY: kill(2) on the pid of our own child.
         unsafe {
