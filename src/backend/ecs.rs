@@ -36,7 +36,10 @@ use serde_json::{Value, json};
 use thiserror::Error;
 
 use super::{Backend, BackendError, Executor, Recovery, WeightChange};
-use crate::plan::{AlbListener, CanaryImage, EcsBackend as Spec, EcsMode, Plan, Weight};
+use crate::plan::{
+    AlbListener, EcsAlbSpec, EcsBackend as Spec, EcsImageUpdate, EcsMode, EcsServiceSpec, Plan,
+    Weight,
+};
 
 /// Time limits and retries for every AWS call.
 #[derive(Debug, Clone, Copy)]
@@ -218,25 +221,28 @@ impl Ecs {
 
     fn target(&self) -> Option<Target> {
         match &self.spec.mode {
-            EcsMode::Service {
-                service,
-                container,
-                image,
-            }
-            | EcsMode::Alb {
-                canary_image:
-                    Some(CanaryImage {
+            EcsMode::Service(EcsServiceSpec {
+                update:
+                    EcsImageUpdate {
+                        service,
+                        container,
+                        image,
+                    },
+            })
+            | EcsMode::Alb(EcsAlbSpec {
+                canary_update:
+                    Some(EcsImageUpdate {
                         service,
                         container,
                         image,
                     }),
                 ..
-            } => Some(Target {
+            }) => Some(Target {
                 service: service.clone(),
                 container: container.clone(),
                 image: image.clone(),
             }),
-            EcsMode::Alb { .. } => None,
+            EcsMode::Alb(_) => None,
         }
     }
 
@@ -244,7 +250,7 @@ impl Ecs {
         self.clients
             .as_ref()
             .map(|c| c.region.clone())
-            .or_else(|| self.spec.region.clone())
+            .or_else(|| self.spec.aws.region.clone())
             .unwrap_or_else(|| "of the environment".into())
     }
 
@@ -289,7 +295,7 @@ impl Ecs {
     // ---- ECS ----
 
     async fn check_cluster(&mut self) -> Result<(), EcsError> {
-        let cluster = self.spec.cluster.clone();
+        let cluster = self.spec.aws.cluster.clone();
         self.report(
             false,
             "ecs",
@@ -320,7 +326,7 @@ impl Ecs {
         &mut self,
         service: &str,
     ) -> Result<aws_sdk_ecs::types::Service, EcsError> {
-        let cluster = self.spec.cluster.clone();
+        let cluster = self.spec.aws.cluster.clone();
         let out = self
             .call("ecs", "DescribeServices", |c| {
                 c.ecs
@@ -339,7 +345,7 @@ impl Ecs {
     /// The service exists, is active, is deployed by ECS itself, and its task definition has
     /// the container; remembers that task definition as the one to return to.
     async fn check_target(&mut self, target: &Target) -> Result<(), EcsError> {
-        let cluster = self.spec.cluster.clone();
+        let cluster = self.spec.aws.cluster.clone();
         self.report(
             false,
             "ecs",
@@ -432,7 +438,7 @@ impl Ecs {
     /// Registers the new revision (once per run), points the service at it and waits until it
     /// is steady.
     async fn deploy(&mut self, target: &Target) -> Result<(), EcsError> {
-        let cluster = self.spec.cluster.clone();
+        let cluster = self.spec.aws.cluster.clone();
         if self.exec.is_dry_run() {
             self.report(
                 true,
@@ -457,7 +463,7 @@ impl Ecs {
             self.exec.note(&format!(
                 "wait until ECS service `{}` is steady on the new revision: its PRIMARY deployment COMPLETED with every desired task running (at most {}, deploy_timeout)",
                 target.service,
-                humantime::format_duration(self.spec.deploy_timeout)
+                humantime::format_duration(self.spec.aws.deploy_timeout)
             ));
             return Ok(());
         }
@@ -529,7 +535,7 @@ impl Ecs {
     }
 
     async fn update_service(&mut self, service: &str, td: &str) -> Result<(), EcsError> {
-        let cluster = self.spec.cluster.clone();
+        let cluster = self.spec.aws.cluster.clone();
         self.report(
             true,
             "ecs",
@@ -555,11 +561,11 @@ impl Ecs {
         if self.exec.is_dry_run() {
             self.exec.note(&format!(
                 "wait until ECS service `{service}` is steady on {td}: its PRIMARY deployment COMPLETED with every desired task running (at most {}, deploy_timeout)",
-                humantime::format_duration(self.spec.deploy_timeout)
+                humantime::format_duration(self.spec.aws.deploy_timeout)
             ));
             return Ok(());
         }
-        let deadline = tokio::time::Instant::now() + self.spec.deploy_timeout;
+        let deadline = tokio::time::Instant::now() + self.spec.aws.deploy_timeout;
         let mut pause = self.limits.poll_first;
         loop {
             let found = self.describe_service(service).await?;
@@ -583,7 +589,7 @@ impl Ecs {
                         return Err(EcsError::DeploymentTimeout {
                             service: service.to_string(),
                             task_definition: td.to_string(),
-                            after: self.spec.deploy_timeout,
+                            after: self.spec.aws.deploy_timeout,
                             last,
                         });
                     }
@@ -622,13 +628,13 @@ impl Ecs {
 
     fn alb(&self) -> (&AlbListener, &str, &str) {
         match &self.spec.mode {
-            EcsMode::Alb {
+            EcsMode::Alb(EcsAlbSpec {
                 listener,
                 stable_target_group,
                 canary_target_group,
                 ..
-            } => (listener, stable_target_group, canary_target_group),
-            EcsMode::Service { .. } => unreachable!("only called in mode \"alb\""),
+            }) => (listener, stable_target_group, canary_target_group),
+            EcsMode::Service(_) => unreachable!("only called in mode \"alb\""),
         }
     }
 
@@ -848,15 +854,18 @@ impl Ecs {
 impl Backend for Ecs {
     fn describe(&self) -> String {
         match &self.spec.mode {
-            EcsMode::Service { service, .. } => {
-                format!("ECS service `{service}` in cluster `{}`", self.spec.cluster)
+            EcsMode::Service(s) => {
+                format!(
+                    "ECS service `{}` in cluster `{}`",
+                    s.update.service, self.spec.aws.cluster
+                )
             }
-            EcsMode::Alb { listener, .. } => {
+            EcsMode::Alb(EcsAlbSpec { listener, .. }) => {
                 let on = match listener {
                     AlbListener::Listener(arn) => format!("ALB listener {arn}"),
                     AlbListener::Rule(arn) => format!("ALB listener rule {arn}"),
                 };
-                format!("{on} (ECS cluster `{}`)", self.spec.cluster)
+                format!("{on} (ECS cluster `{}`)", self.spec.aws.cluster)
             }
         }
     }
@@ -874,7 +883,7 @@ impl Backend for Ecs {
         if let Some(target) = self.target() {
             self.check_target(&target).await?;
         }
-        if matches!(self.spec.mode, EcsMode::Alb { .. }) {
+        if matches!(self.spec.mode, EcsMode::Alb(_)) {
             self.check_alb().await?;
         }
         Ok(())
@@ -882,7 +891,7 @@ impl Backend for Ecs {
 
     async fn set_weight(&mut self, change: WeightChange) -> Result<(), BackendError> {
         match self.spec.mode {
-            EcsMode::Service { .. } => {
+            EcsMode::Service(_) => {
                 let target = self.target().expect("mode \"service\" has a target");
                 if change.weight.is_zero() {
                     // Validation allows only 0 and 100 here: at 0 the service keeps running
@@ -897,7 +906,7 @@ impl Backend for Ecs {
                 }
                 self.deploy(&target).await.map_err(new_version_failed)
             }
-            EcsMode::Alb { .. } => {
+            EcsMode::Alb(_) => {
                 if let Some(target) = self.target()
                     && !self.canary_ready
                 {
@@ -923,7 +932,8 @@ impl Backend for Ecs {
         let mut notes = Vec::new();
         match (&self.spec.mode, &recovery.task_definition) {
             (_, Some(td)) => self.state.previous_task_definition = Some(td.clone()),
-            (EcsMode::Service { service, .. }, None) => {
+            (EcsMode::Service(EcsServiceSpec { update }), None) => {
+                let service = &update.service;
                 return Err(BackendError::Precondition(format!(
                     "the task definition ECS service `{service}` ran before the rollout is only \
                      known to the journal; give it with `rollout rollback PLAN --task-definition \
@@ -931,17 +941,17 @@ impl Backend for Ecs {
                 )));
             }
             (
-                EcsMode::Alb {
-                    canary_image: Some(canary),
+                EcsMode::Alb(EcsAlbSpec {
+                    canary_update: Some(canary),
                     ..
-                },
+                }),
                 None,
             ) => notes.push(format!(
                 "no journal: ECS service `{}` keeps the task definition it runs now (the one before \
                  the rollout is only known to the journal; `--task-definition` returns it too)",
                 canary.service
             )),
-            (EcsMode::Alb { .. }, None) => {}
+            (EcsMode::Alb(_), None) => {}
         }
         self.preflight().await?;
         Ok(notes)
@@ -963,11 +973,11 @@ impl Backend for Ecs {
 
     async fn rollback(&mut self) -> Result<(), BackendError> {
         match self.spec.mode {
-            EcsMode::Service { .. } => {
+            EcsMode::Service(_) => {
                 let target = self.target().expect("mode \"service\" has a target");
                 self.restore(&target.service).await?;
             }
-            EcsMode::Alb { .. } => {
+            EcsMode::Alb(_) => {
                 // Traffic first: the weights are what users feel. Both steps change nothing
                 // where nothing was changed, so they are safe from any state.
                 self.apply_weights((100, 0)).await?;
@@ -1019,10 +1029,10 @@ pub fn config_loader(spec: &Spec, limits: &Limits) -> aws_config::ConfigLoader {
                 .operation_timeout(limits.operation)
                 .build(),
         );
-    if let Some(region) = &spec.region {
+    if let Some(region) = &spec.aws.region {
         loader = loader.region(Region::new(region.clone()));
     }
-    if let Some(url) = &spec.endpoint_url {
+    if let Some(url) = &spec.aws.endpoint_url {
         loader = loader.endpoint_url(url.clone());
     }
     loader
@@ -1515,6 +1525,7 @@ fn action_json(action: &Action) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plan::EcsAws;
     use aws_sdk_ecs::types::ContainerDefinition;
     use aws_sdk_elasticloadbalancingv2::types::{
         FixedResponseActionConfig, ForwardActionConfig, TargetGroupStickinessConfig,
@@ -2046,15 +2057,19 @@ mod tests {
 
     async fn ecs_client(url: &str) -> aws_sdk_ecs::Client {
         let spec = Spec {
-            cluster: "prod".into(),
-            region: Some("us-east-1".into()),
-            endpoint_url: Some(url.to_string()),
-            mode: EcsMode::Service {
-                service: "web".into(),
-                container: "app".into(),
-                image: "web:2".into(),
+            aws: EcsAws {
+                cluster: "prod".into(),
+                region: Some("us-east-1".into()),
+                endpoint_url: Some(url.to_string()),
+                deploy_timeout: Duration::from_secs(1),
             },
-            deploy_timeout: Duration::from_secs(1),
+            mode: EcsMode::Service(EcsServiceSpec {
+                update: EcsImageUpdate {
+                    service: "web".into(),
+                    container: "app".into(),
+                    image: "web:2".into(),
+                },
+            }),
         };
         let config = config_loader(&spec, &QUICK)
             .credentials_provider(aws_sdk_ecs::config::Credentials::new(
