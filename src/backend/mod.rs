@@ -222,7 +222,7 @@ pub fn build(plan: &Plan, exec: Arc<dyn Executor>) -> Result<Box<dyn Backend>, B
         crate::plan::Backend::Kubectl(spec) => {
             Ok(Box::new(kubectl::Kubectl::new(plan, spec.clone(), exec)))
         }
-        crate::plan::Backend::Ecs(spec) => Ok(Box::new(ecs::Ecs::new(plan, spec.clone(), exec))),
+        crate::plan::Backend::Ecs(spec) => Ok(ecs::build(spec.clone(), exec)),
     }
 }
 
