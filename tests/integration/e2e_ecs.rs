@@ -927,3 +927,94 @@ would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}"#
         ran.stderr
     );
 }
+
+/// The calls of a run's JSON events that change something, each with the parameters the plan
+/// decides: a new revision's container and image, the service an update points, the weights
+/// a write to the listener or rule sets. What a real run first reads from AWS (the task
+/// definition copied, the ARN registered, the other actions and settings kept) is left out.
+fn changes(stdout: &str, dry_run: bool) -> Vec<(String, Value)> {
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    events
+        .iter()
+        .filter(|e| e["event"] == "action" && e["kind"] == "call")
+        .filter(|e| {
+            assert_eq!(e["dry_run"], dry_run, "{e}");
+            let operation = e["operation"].as_str().unwrap();
+            ["Register", "Update", "Modify"]
+                .iter()
+                .any(|verb| operation.starts_with(verb))
+        })
+        .map(|e| {
+            let operation = e["operation"].as_str().unwrap().to_string();
+            let decided = plan_decided(&operation, &e["params"]);
+            (operation, decided)
+        })
+        .collect()
+}
+
+fn plan_decided(operation: &str, params: &Value) -> Value {
+    match operation {
+        "RegisterTaskDefinition" => {
+            json!({ "container": params["container"], "image": params["image"] })
+        }
+        "UpdateService" => json!({ "cluster": params["cluster"], "service": params["service"] }),
+        "ModifyListener" => json!({
+            "ListenerArn": params["ListenerArn"],
+            "weights": forward_weights(&params["DefaultActions"]),
+        }),
+        "ModifyRule" => json!({
+            "RuleArn": params["RuleArn"],
+            "weights": forward_weights(&params["Actions"]),
+        }),
+        other => panic!("unexpected call {other} {params}"),
+    }
+}
+
+/// Runs the plan with `--dry-run`, then for real, and holds the dry run to the changes the real
+/// one made, in order. Returns the operations, so that a test can say they are not nothing.
+fn same_changes_dry_and_real(run: &Run, plan: &str, moto: &Moto) -> Vec<String> {
+    let dry = run.run(plan, &["--dry-run", "--output", "json"]);
+    assert_code(&dry, 0, moto);
+    let real = run.run(plan, &["--verbose", "--output", "json"]);
+    assert_code(&real, 0, moto);
+    let (dry, real) = (changes(&dry.stdout, true), changes(&real.stdout, false));
+    assert_eq!(
+        dry, real,
+        "the dry run's changes (left) and the real run's (right)"
+    );
+    real.into_iter().map(|(operation, _)| operation).collect()
+}
+
+#[test]
+fn a_dry_run_shows_the_changes_a_real_alb_run_makes() {
+    let moto = Moto::start(&[]);
+    let run = Run::new().with_keys();
+    run.write("gate", "0\n");
+    let plan = alb_plan(&moto, &run, "rule", &[0, 10, 50, 100], None);
+    // At 0% the rule already sends everything to stable: neither run writes it.
+    assert_eq!(
+        same_changes_dry_and_real(&run, &plan, &moto),
+        [
+            "RegisterTaskDefinition",
+            "UpdateService",
+            "ModifyRule",
+            "ModifyRule",
+            "ModifyRule"
+        ]
+    );
+}
+
+#[test]
+fn a_dry_run_shows_the_changes_a_real_service_run_makes() {
+    let moto = Moto::start(&[]);
+    let run = Run::new().with_keys();
+    run.write("gate", "0\n");
+    let plan = service_plan(&moto, &run, "30s");
+    assert_eq!(
+        same_changes_dry_and_real(&run, &plan, &moto),
+        ["RegisterTaskDefinition", "UpdateService"]
+    );
+}
