@@ -1,7 +1,9 @@
 //! Traffic backends: the things that move traffic between the stable and the new version.
 //!
 //! Every backend implements `Backend`; adding one is a new file and one arm in `build`.
-//! Backends act only through an `Executor`, which is what makes `--dry-run` exact.
+//! Backends act only through an `Executor`, which is what makes `--dry-run` exact. The ECS
+//! backend makes its AWS calls through a seam of its own, which the executor's kind picks: the
+//! SDK's for a real run, a recorder that reports each call for a dry run.
 
 pub mod command;
 pub mod ecs;
@@ -222,7 +224,7 @@ pub fn build(plan: &Plan, exec: Arc<dyn Executor>) -> Result<Box<dyn Backend>, B
         crate::plan::Backend::Kubectl(spec) => {
             Ok(Box::new(kubectl::Kubectl::new(plan, spec.clone(), exec)))
         }
-        crate::plan::Backend::Ecs(spec) => Ok(Box::new(ecs::Ecs::new(plan, spec.clone(), exec))),
+        crate::plan::Backend::Ecs(spec) => Ok(ecs::build(spec.clone(), exec)),
     }
 }
 

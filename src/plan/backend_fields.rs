@@ -401,11 +401,13 @@ fn ecs(table: &Table<'_, '_>) -> Option<EcsBackend> {
     let deploy_timeout = duration(table, "deploy_timeout", Duration::from_secs(600));
     all_or_none!(cluster, mode);
     Some(EcsBackend {
-        cluster,
-        region,
-        endpoint_url,
+        aws: EcsAws {
+            cluster,
+            region,
+            endpoint_url,
+            deploy_timeout,
+        },
         mode,
-        deploy_timeout,
     })
 }
 
@@ -418,11 +420,13 @@ fn ecs_service(table: &Table<'_, '_>) -> Option<EcsMode> {
         "image = \"123456789012.dkr.ecr.us-east-1.amazonaws.com/app:2.3.0\"",
     );
     all_or_none!(service, container, image);
-    Some(EcsMode::Service {
-        service,
-        container,
-        image,
-    })
+    Some(EcsMode::Service(EcsServiceSpec {
+        update: EcsImageUpdate {
+            service,
+            container,
+            image,
+        },
+    }))
 }
 
 fn alb(table: &Table<'_, '_>) -> Option<EcsMode> {
@@ -464,23 +468,23 @@ fn alb(table: &Table<'_, '_>) -> Option<EcsMode> {
         "canary_target_group",
         "canary_target_group = \"arn:aws:elasticloadbalancing:...\"",
     );
-    let canary_image = canary_image(table)?;
+    let canary_update = canary_update(table)?;
     all_or_none!(listener, stable_target_group, canary_target_group);
-    Some(EcsMode::Alb {
+    Some(EcsMode::Alb(EcsAlbSpec {
         listener,
         stable_target_group,
         canary_target_group,
-        canary_image,
-    })
+        canary_update,
+    }))
 }
 
 /// `canary_service`, `container` and `image` go together: all three or none.
 /// The outer Option is None on error; the inner is whether they were given.
-fn canary_image(table: &Table<'_, '_>) -> Option<Option<CanaryImage>> {
+fn canary_update(table: &Table<'_, '_>) -> Option<Option<EcsImageUpdate>> {
     let keys = ["canary_service", "container", "image"];
     let given: Vec<Option<String>> = keys.iter().map(|k| optional_string(table, k)).collect();
     match given.as_slice() {
-        [Some(service), Some(container), Some(image)] => Some(Some(CanaryImage {
+        [Some(service), Some(container), Some(image)] => Some(Some(EcsImageUpdate {
             service: service.clone(),
             container: container.clone(),
             image: image.clone(),
@@ -544,7 +548,7 @@ pub fn check_backend_weights(
         let path = join(&raw_stage.path, "weight");
         match backend {
             Backend::Ecs(EcsBackend {
-                mode: EcsMode::Service { .. },
+                mode: EcsMode::Service(_),
                 ..
             }) if !stage.weight.is_zero() && !stage.weight.is_full() => cx.push(
                 Diagnostic::error(path, span, format!("the ecs backend in mode = \"service\" cannot send {} of traffic", stage.weight))

@@ -490,29 +490,44 @@ pub enum KubectlMode {
     },
 }
 
+/// `type = "ecs"`: what both modes share, and the mode with exactly its own fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EcsBackend {
+    pub aws: EcsAws,
+    pub mode: EcsMode,
+}
+
+/// Where the ECS backend acts, whatever its mode.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EcsAws {
     pub cluster: String,
     pub region: Option<String>,
     pub endpoint_url: Option<String>,
-    pub mode: EcsMode,
+    /// How long a service may take to become steady on a new task definition.
     pub deploy_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum EcsMode {
-    Service {
-        service: String,
-        container: String,
-        image: String,
-    },
-    Alb {
-        listener: AlbListener,
-        stable_target_group: String,
-        canary_target_group: String,
-        /// When set with `container` and `image`, the canary service gets the new image first.
-        canary_image: Option<CanaryImage>,
-    },
+    Service(EcsServiceSpec),
+    Alb(EcsAlbSpec),
+}
+
+/// `mode = "service"`: one service gets the new image. Validation has allowed it only the
+/// weights 0 and 100.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EcsServiceSpec {
+    pub update: EcsImageUpdate,
+}
+
+/// `mode = "alb"`: the weights of two target groups on one forward action.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EcsAlbSpec {
+    pub listener: AlbListener,
+    pub stable_target_group: String,
+    pub canary_target_group: String,
+    /// `canary_service`, `container` and `image`: the canary service gets the new image first.
+    pub canary_update: Option<EcsImageUpdate>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -521,8 +536,10 @@ pub enum AlbListener {
     Rule(String),
 }
 
+/// A service that gets a new image: a new revision of its task definition with `image` on
+/// `container`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CanaryImage {
+pub struct EcsImageUpdate {
     pub service: String,
     pub container: String,
     pub image: String,

@@ -900,15 +900,19 @@ would call ecs DescribeTaskDefinition {{"include":["TAGS"],"taskDefinition":"<th
 would call elbv2 DescribeTargetGroups {{"TargetGroupArns":["{tg}/stable/1"]}}
 would call elbv2 DescribeTargetGroups {{"TargetGroupArns":["{tg}/canary/2"]}}
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
+would call ecs DescribeServices {{"cluster":"prod","services":["web-canary"]}}
 would call ecs RegisterTaskDefinition {{"container":"app","copyOf":"<the task definition of service web-canary>","image":"registry.example/web:2.0"}}
 would call ecs UpdateService {{"cluster":"prod","service":"web-canary","taskDefinition":"<the revision just registered>"}}
-would wait until ECS service `web-canary` is steady on the new revision: its PRIMARY deployment COMPLETED with every desired task running (at most 10m, deploy_timeout)
+would wait until ECS service `web-canary` is steady on <the revision just registered>: its PRIMARY deployment COMPLETED with every desired task running (at most 10m, deploy_timeout)
+would call ecs DescribeServices {{"cluster":"prod","services":["web-canary"]}}
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
 would call elbv2 ModifyRule {{"Actions":[{{"ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{tg}/stable/1","Weight":95}},{{"TargetGroupArn":"{tg}/canary/2","Weight":5}}]}},"Type":"forward"}}],"RuleArn":"{rule}","otherActions":"kept as read"}}
 would read ALB listener rule {rule} back and confirm the weights 95 (stable) / 5 (canary)
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
+would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
 would call elbv2 ModifyRule {{"Actions":[{{"ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{tg}/stable/1","Weight":0}},{{"TargetGroupArn":"{tg}/canary/2","Weight":100}}]}},"Type":"forward"}}],"RuleArn":"{rule}","otherActions":"kept as read"}}
-would read ALB listener rule {rule} back and confirm the weights 0 (stable) / 100 (canary)"#
+would read ALB listener rule {rule} back and confirm the weights 0 (stable) / 100 (canary)
+would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}"#
     );
     assert_eq!(backend_lines, calls.lines().collect::<Vec<_>>());
     assert!(
@@ -919,5 +923,96 @@ would read ALB listener rule {rule} back and confirm the weights 0 (stable) / 10
         )),
         "{}",
         ran.stderr
+    );
+}
+
+/// The calls of a run's JSON events that change something, each with the parameters the plan
+/// decides: a new revision's container and image, the service an update points, the weights
+/// a write to the listener or rule sets. What a real run first reads from AWS (the task
+/// definition copied, the ARN registered, the other actions and settings kept) is left out.
+fn changes(stdout: &str, dry_run: bool) -> Vec<(String, Value)> {
+    let events: Vec<Value> = stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    events
+        .iter()
+        .filter(|e| e["event"] == "action" && e["kind"] == "call")
+        .filter(|e| {
+            assert_eq!(e["dry_run"], dry_run, "{e}");
+            let operation = e["operation"].as_str().unwrap();
+            ["Register", "Update", "Modify"]
+                .iter()
+                .any(|verb| operation.starts_with(verb))
+        })
+        .map(|e| {
+            let operation = e["operation"].as_str().unwrap().to_string();
+            let decided = plan_decided(&operation, &e["params"]);
+            (operation, decided)
+        })
+        .collect()
+}
+
+fn plan_decided(operation: &str, params: &Value) -> Value {
+    match operation {
+        "RegisterTaskDefinition" => {
+            json!({ "container": params["container"], "image": params["image"] })
+        }
+        "UpdateService" => json!({ "cluster": params["cluster"], "service": params["service"] }),
+        "ModifyListener" => json!({
+            "ListenerArn": params["ListenerArn"],
+            "weights": forward_weights(&params["DefaultActions"]),
+        }),
+        "ModifyRule" => json!({
+            "RuleArn": params["RuleArn"],
+            "weights": forward_weights(&params["Actions"]),
+        }),
+        other => panic!("unexpected call {other} {params}"),
+    }
+}
+
+/// Runs the plan with `--dry-run`, then for real, and holds the dry run to the changes the real
+/// one made, in order. Returns the operations, so that a test can say they are not nothing.
+fn same_changes_dry_and_real(run: &Run, plan: &str, moto: &Moto) -> Vec<String> {
+    let dry = run.run(plan, &["--dry-run", "--output", "json"]);
+    assert_code(&dry, 0, moto);
+    let real = run.run(plan, &["--verbose", "--output", "json"]);
+    assert_code(&real, 0, moto);
+    let (dry, real) = (changes(&dry.stdout, true), changes(&real.stdout, false));
+    assert_eq!(
+        dry, real,
+        "the dry run's changes (left) and the real run's (right)"
+    );
+    real.into_iter().map(|(operation, _)| operation).collect()
+}
+
+#[test]
+fn a_dry_run_shows_the_changes_a_real_alb_run_makes() {
+    let moto = Moto::start(&[]);
+    let run = Run::new().with_keys();
+    run.write("gate", "0\n");
+    let plan = alb_plan(&moto, &run, "rule", &[0, 10, 50, 100], None);
+    // At 0% the rule already sends everything to stable: neither run writes it.
+    assert_eq!(
+        same_changes_dry_and_real(&run, &plan, &moto),
+        [
+            "RegisterTaskDefinition",
+            "UpdateService",
+            "ModifyRule",
+            "ModifyRule",
+            "ModifyRule"
+        ]
+    );
+}
+
+#[test]
+fn a_dry_run_shows_the_changes_a_real_service_run_makes() {
+    let moto = Moto::start(&[]);
+    let run = Run::new().with_keys();
+    run.write("gate", "0\n");
+    let plan = service_plan(&moto, &run, "30s");
+    assert_eq!(
+        same_changes_dry_and_real(&run, &plan, &moto),
+        ["RegisterTaskDefinition", "UpdateService"]
     );
 }
