@@ -59,15 +59,12 @@ impl Moto {
             assert!(Instant::now() < deadline, "moto_server did not start");
             thread::sleep(Duration::from_millis(50));
         }
-        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        write!(
-            s,
-            "PUT /bench HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut answer = String::new();
-        let _ = s.read_to_string(&mut answer);
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        let created = reqwest::blocking::Client::new()
+            .put(format!("http://127.0.0.1:{port}/bench"))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .expect("create the bucket");
+        assert!(created.status().is_success(), "{}", created.status());
         Moto { child, port }
     }
 }

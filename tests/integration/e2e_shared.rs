@@ -5,7 +5,6 @@
 //!
 //! Needs `moto_server` (PyPI `moto[server]`, installed by scripts/test.sh).
 
-use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -70,22 +69,12 @@ fn free_port() -> u16 {
 
 /// One plain HTTP request (moto lets anyone create a bucket); the status code.
 fn http(port: u16, method: &str, path: &str) -> u16 {
-    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    answer
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    reqwest::blocking::Client::new()
+        .request(method, format!("http://127.0.0.1:{port}{path}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .map_or(0, |response| response.status().as_u16())
 }
 
 /// Forwards 127.0.0.1:port to moto, until cut: then every connection, open or new, is closed.

@@ -92,7 +92,10 @@ fn kill_9_at_twenty_moments_then_status_rollback_and_resume_finish_the_job() {
         // Verbose: every command and write is announced before it runs, so the kills land at
         // twenty successive points of the run, several of them mid-change.
         let run = Running::start_in(dir.path(), &["run", "plan.toml", "--verbose"]);
-        run.wait_for_lines(2 + trial as usize * 2);
+        // Counted from the run's first event (the plan's warnings come before it).
+        run.wait_for_line("rollout e2e:");
+        let started = run.line_count();
+        run.wait_for_lines(started + trial as usize * 2);
         run.signal(libc::SIGKILL);
         let (code, stderr, _) = run.finish_killed();
         let status = status_json(dir.path(), "e2e");
@@ -131,6 +134,12 @@ fn kill_9_at_twenty_moments_then_status_rollback_and_resume_finish_the_job() {
             "promoted"
         };
         assert_eq!(finished["state"], want, "trial {trial}: {finished:#}");
+        if command == "resume" {
+            // The next trial starts from stable, as a real run would: a kill before its first
+            // change must find nginx where the plan says the rollout starts.
+            let (code, _, stderr) = rollout(dir.path(), &["rollback", "plan.toml"]);
+            assert_eq!(code, 0, "trial {trial}: reset to stable: {stderr}");
+        }
     }
     // The kills must really have landed mid-run, some in the middle of a weight change.
     assert!(

@@ -23,8 +23,8 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -437,39 +437,22 @@ pub fn http_post(addr: &str, path: &str) -> io::Result<(u16, String)> {
 }
 
 fn http(method: &str, addr: &str, path: &str) -> io::Result<(u16, String)> {
-    let socket: SocketAddr = addr
-        .parse()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: {e}")))?;
-    let mut stream = TcpStream::connect_timeout(&socket, HTTP_TIMEOUT)?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT))?;
-    stream.set_write_timeout(Some(HTTP_TIMEOUT))?;
-    // HTTP/1.0: every server here closes the connection after its answer, so the response
-    // simply runs to EOF, with no keep-alive or chunked encoding to deal with.
-    let length = if method == "POST" {
-        "Content-Length: 0\r\n"
-    } else {
-        ""
+    let client = reqwest::blocking::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        // The lab's services close each connection; a fresh one per request keeps the traffic
+        // generator's requests independent, as a user's would be.
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(io::Error::other)?;
+    let url = format!("http://{addr}{path}");
+    let request = match method {
+        "POST" => client.post(&url),
+        _ => client.get(&url),
     };
-    write!(
-        stream,
-        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\n{length}\r\n"
-    )?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let response = String::from_utf8_lossy(&response);
-    let malformed = || {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("malformed HTTP response from {addr}: {response:?}"),
-        )
-    };
-    let (head, body) = response.split_once("\r\n\r\n").ok_or_else(malformed)?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(malformed)?;
-    Ok((status, body.to_string()))
+    let response = request.send().map_err(io::Error::other)?;
+    let status = response.status().as_u16();
+    let body = response.text().map_err(io::Error::other)?;
+    Ok((status, body))
 }
 
 fn control(addr: &str, path: &str) {

@@ -100,6 +100,11 @@ impl Running {
         assert!(seen, "rollout never printed {needle:?}:\n{}", self.stderr());
     }
 
+    /// How many lines it has printed so far.
+    pub fn line_count(&self) -> usize {
+        self.lines.lock().unwrap().len()
+    }
+
     /// Waits until it has printed `count` lines (or finished: then there are no more).
     pub fn wait_for_lines(&self, count: usize) {
         wait_until(RUN_LIMIT, || self.lines.lock().unwrap().len() >= count);
