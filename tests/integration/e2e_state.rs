@@ -206,6 +206,21 @@ fn paused_rollout(lab: &Lab) -> (tempfile::TempDir, String, std::path::PathBuf) 
     (dir, text, gate_file)
 }
 
+/// Another state folder (another machine) knows nothing of the paused rollout: the rollback
+/// works from the plan alone, writes the stable-only upstream, and confirms the reload.
+#[test]
+fn a_rollback_without_the_journal_returns_nginx_to_stable() {
+    let lab = Lab::start();
+    let (dir, _, _) = paused_rollout(&lab);
+    assert!(upstream(&lab).contains(&lab.canary_addr()), "paused at 20%");
+    let (code, _, stderr) = rollout(
+        dir.path(),
+        &["rollback", "plan.toml", "--state-dir", "elsewhere"],
+    );
+    assert_eq!(code, 0, "{stderr}");
+    assert_only_stable(&lab);
+}
+
 #[test]
 fn resume_is_refused_when_the_plan_changed_unless_forced() {
     let lab = Lab::start();
