@@ -123,3 +123,80 @@ fn start_point(journal: &Journal, stages: usize) -> Start {
 fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal(stage: usize, weight: Option<f64>, pending: Option<Pending>) -> Journal {
+        let mut journal = Journal::new("shop", std::path::Path::new("plan.toml"), "abc", 3);
+        journal.stage = stage;
+        journal.weight = weight;
+        journal.pending = pending;
+        journal
+    }
+
+    fn resume(stage_index: usize, weight: f64) -> Start {
+        Start::Resume {
+            stage_index,
+            weight: Weight::new(weight).unwrap(),
+        }
+    }
+
+    #[test]
+    fn resume_picks_up_at_the_last_confirmed_stage() {
+        let paused = Journal {
+            status: Status::Paused,
+            ..journal(2, Some(50.0), None)
+        };
+        assert_eq!(start_point(&paused, 3), resume(1, 50.0));
+        // Nothing confirmed yet: the first stage, from stable.
+        assert_eq!(start_point(&journal(0, Some(0.0), None), 3), resume(0, 0.0));
+    }
+
+    #[test]
+    fn a_change_under_way_is_redone_from_the_weight_it_started_at() {
+        let pending = Pending::SetWeight {
+            stage: 3,
+            weight: 100.0,
+            from: 50.0,
+        };
+        // Stage 3 may or may not have applied: stage 2 is applied again, believed at 50%.
+        assert_eq!(
+            start_point(&journal(2, Some(50.0), Some(pending)), 3),
+            resume(1, 50.0)
+        );
+    }
+
+    #[test]
+    fn a_rollback_under_way_is_finished() {
+        let pending = Pending::Rollback {
+            reason: "errors breached".into(),
+        };
+        assert_eq!(
+            start_point(&journal(2, Some(50.0), Some(pending)), 3),
+            Start::FinishRollback {
+                reason: "errors breached".into()
+            }
+        );
+        let rolling_back = Journal {
+            status: Status::RollingBack,
+            reason: None,
+            ..journal(2, Some(50.0), None)
+        };
+        assert_eq!(
+            start_point(&rolling_back, 3),
+            Start::FinishRollback {
+                reason: "an earlier rollback was interrupted".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_plan_with_fewer_stages_resumes_at_its_last() {
+        assert_eq!(
+            start_point(&journal(5, Some(80.0), None), 3),
+            resume(2, 80.0)
+        );
+    }
+}

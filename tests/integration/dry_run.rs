@@ -197,3 +197,75 @@ fn json_events_are_one_object_per_line_and_never_hold_secrets() {
             .contains("server 10.0.1.1:8080 weight=1;")
     );
 }
+
+/// The commands and writes of a run, in order, from its JSON events.
+fn effects(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|event| event["event"] == "action" && event["kind"] != "wait")
+        .map(|event| match event["kind"].as_str().unwrap() {
+            "run" => format!("run {}", event["argv"]),
+            "write" => format!("write {}", event["path"]),
+            other => format!("{other} {event}"),
+        })
+        .collect()
+}
+
+/// A dry run prints exactly the effects a real run makes, in the same order: the same code
+/// path runs in both, only the executor differs.
+#[test]
+fn a_dry_run_shows_the_effects_of_a_real_run_in_order() {
+    let plan = r#"
+        name = "shop"
+        [defaults]
+        bake = "200ms"
+        interval = "100ms"
+        [backend]
+        type = "command"
+        set_weight = ["sh", "-c", "echo $ROLLOUT_WEIGHT >> weights"]
+        verify = ["grep", "-q", ".", "weights"]
+        promote = ["touch", "promoted"]
+        [sources.gate]
+        type = "command"
+        [[metrics]]
+        name = "errors"
+        source = "gate"
+        run = ["echo", "0"]
+        advance = "< 1"
+        [[stages]]
+        weight = 0
+        [[stages.hooks]]
+        run = ["touch", "migrated"]
+        [[stages]]
+        weight = 25
+        [[stages]]
+        weight = 100
+        [[hooks]]
+        on = "promoted"
+        run = ["touch", "announced"]
+    "#;
+    let dry = Test::new()
+        .plan(plan)
+        .args(&["run", "plan.toml", "--dry-run", "--output", "json"])
+        .run();
+    assert!(
+        !dry.dir.path().join("weights").exists(),
+        "a dry run touched something"
+    );
+    let real = Test::new()
+        .plan(plan)
+        .args(&["run", "plan.toml", "--output", "json"])
+        .run();
+    assert_eq!(
+        std::fs::read_to_string(real.dir.path().join("weights")).unwrap(),
+        "0\n25\n100\n"
+    );
+    let (dry, real) = (effects(&dry.stdout()), effects(&real.stdout()));
+    assert_eq!(
+        dry.len(),
+        9,
+        "3 weights with their checks, a hook, promote, a plan hook: {dry:#?}"
+    );
+    assert_eq!(dry, real);
+}

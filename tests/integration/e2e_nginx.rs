@@ -390,3 +390,54 @@ fn a_reload_that_never_takes_effect_is_not_trusted() {
     // Nothing was ever applied: nginx still serves the lab's original stable-only upstream.
     assert_eq!(lab.send_requests(10), (10, 0));
 }
+
+/// The commands and writes of a run, in order, from its JSON events.
+fn effects(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "action" && event["kind"] != "wait")
+        .map(|event| match event["kind"].as_str().unwrap() {
+            "run" => format!("run {}", event["argv"]),
+            "write" => format!("write {}", event["path"]),
+            other => format!("{other} {event}"),
+        })
+        .collect()
+}
+
+/// A dry run prints the very commands and writes a real run makes against nginx, in order.
+#[test]
+fn a_dry_run_shows_the_effects_of_a_real_run_in_order() {
+    let lab = Lab::start();
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("error-rate");
+    std::fs::write(&gate, "0\n").unwrap();
+    let options = PlanOptions {
+        defaults: "bake = \"600ms\"\ninterval = \"200ms\"".into(),
+        source: Source::File(gate),
+        ..PlanOptions::default()
+    };
+    std::fs::write(dir.path().join("plan.toml"), plan(&lab, options)).unwrap();
+    let run = |extra: &[&str]| {
+        let output = Command::new(crate::harness::rollout_bin())
+            .args(["run", "plan.toml", "--output", "json"])
+            .args(extra)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        effects(&String::from_utf8_lossy(&output.stdout))
+    };
+    let before = upstream(&lab);
+    let dry = run(&["--dry-run"]);
+    assert_eq!(upstream(&lab), before, "a dry run touched nginx");
+    let real = run(&[]);
+    assert!(dry.len() >= 12, "{dry:#?}");
+    assert_eq!(dry, real);
+}
