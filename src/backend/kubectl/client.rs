@@ -45,7 +45,7 @@ pub enum Request<'a> {
 
 impl Request<'_> {
     pub fn args(&self) -> Vec<String> {
-        let args: Vec<String> = match self {
+        match self {
             Request::Version => words(&["version", "-o", "json"]),
             Request::Get(target) => words(&[
                 "get",
@@ -65,8 +65,7 @@ impl Request<'_> {
                 "-o",
                 "json",
             ]),
-        };
-        args
+        }
     }
 }
 
