@@ -329,12 +329,14 @@ fn kubectl(table: &Table<'_, '_>) -> Option<KubectlBackend> {
     let rollout_timeout = duration(table, "rollout_timeout", Duration::from_secs(300));
     all_or_none!(namespace, mode);
     Some(KubectlBackend {
-        kubectl,
-        kubeconfig,
-        context,
-        namespace,
-        mode,
+        connection: KubectlConnection {
+            kubectl,
+            kubeconfig,
+            context,
+            namespace,
+        },
         rollout_timeout,
+        mode,
     })
 }
 
@@ -357,13 +359,13 @@ fn replicas(table: &Table<'_, '_>) -> Option<KubectlMode> {
         container,
         image
     );
-    Some(KubectlMode::Replicas {
+    Some(KubectlMode::Replicas(ReplicasSpec {
         stable_deployment,
         canary_deployment,
         replicas,
         container,
         image,
-    })
+    }))
 }
 
 fn gateway(table: &Table<'_, '_>) -> Option<KubectlMode> {
@@ -371,11 +373,11 @@ fn gateway(table: &Table<'_, '_>) -> Option<KubectlMode> {
     let stable_service = string(table, "stable_service", "stable_service = \"app-stable\"");
     let canary_service = string(table, "canary_service", "canary_service = \"app-canary\"");
     all_or_none!(route, stable_service, canary_service);
-    Some(KubectlMode::Gateway {
+    Some(KubectlMode::Gateway(GatewaySpec {
         route,
         stable_service,
         canary_service,
-    })
+    }))
 }
 
 fn ecs(table: &Table<'_, '_>) -> Option<EcsBackend> {

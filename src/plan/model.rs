@@ -464,30 +464,45 @@ impl NginxBackend {
     }
 }
 
+/// `type = "kubectl"`: what every mode shares, and the mode with exactly its own fields.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KubectlBackend {
+    pub connection: KubectlConnection,
+    pub rollout_timeout: Duration,
+    pub mode: KubectlMode,
+}
+
+/// Which cluster and namespace every kubectl command talks to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubectlConnection {
     pub kubectl: String,
     pub kubeconfig: Option<PathBuf>,
     pub context: Option<String>,
     pub namespace: String,
-    pub mode: KubectlMode,
-    pub rollout_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum KubectlMode {
-    Replicas {
-        stable_deployment: String,
-        canary_deployment: String,
-        replicas: u32,
-        container: String,
-        image: String,
-    },
-    Gateway {
-        route: String,
-        stable_service: String,
-        canary_service: String,
-    },
+    Replicas(ReplicasSpec),
+    Gateway(GatewaySpec),
+}
+
+/// `mode = "replicas"`: pods split between two Deployments.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReplicasSpec {
+    pub stable_deployment: String,
+    pub canary_deployment: String,
+    pub replicas: u32,
+    pub container: String,
+    pub image: String,
+}
+
+/// `mode = "gateway"`: the weights of an HTTPRoute's backendRefs to two Services.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewaySpec {
+    pub route: String,
+    pub stable_service: String,
+    pub canary_service: String,
 }
 
 /// `type = "ecs"`: what both modes share, and the mode with exactly its own fields.

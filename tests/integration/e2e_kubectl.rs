@@ -838,23 +838,125 @@ fn a_dry_run_prints_the_exact_kubectl_argv_lines() {
             would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
             would run (the new image and 2 of 4 pods on the canary Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory-canary --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/template/spec/containers/<index of app>/image","value":"registry.example.com/shop/inventory:4.2.0"},{"op":"replace","path":"/spec/replicas","value":2}]' -o json
             would wait until deployment.apps/inventory-canary is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment's rollout status): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
             would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
             would run (2 of 4 pods on the stable Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":2}]' -o json
             would wait until deployment.apps/inventory is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment's rollout status): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
             stage 2/2: 50% -> 100%
             would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
             would run (the new image and 4 of 4 pods on the canary Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory-canary --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":4}]' -o json
             would wait until deployment.apps/inventory-canary is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment's rollout status): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
             would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
             would run (0 of 4 pods on the stable Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":0}]' -o json
             would wait until deployment.apps/inventory is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment's rollout status): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
             would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
             would run (promote: the new image and every pod on the stable Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/template/spec/containers/<index of app>/image","value":"registry.example.com/shop/inventory:4.2.0"},{"op":"replace","path":"/spec/replicas","value":4}]' -o json
             would wait until deployment.apps/inventory is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment's rollout status): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory -o json --ignore-not-found
             would run (read the Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
             would run (promote: 0 pods on the canary Deployment): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop patch deployment.apps/inventory-canary --type=json -p '[{"op":"test","path":"/metadata/resourceVersion","value":"<resourceVersion>"},{"op":"replace","path":"/spec/replicas","value":0}]' -o json
             would wait until deployment.apps/inventory-canary is rolled out (its status: the new generation observed, every replica updated and available, no ProgressDeadlineExceeded), at most 5m
+            would run (read the Deployment's rollout status): kubectl --kubeconfig /etc/rollout/kubeconfig --context prod -n shop get deployment.apps/inventory-canary -o json --ignore-not-found
         "#,
     );
     assert_eq!(lines, expected.lines().collect::<Vec<_>>());
+}
+
+// ---- a dry run shows what a real run does ---------------------------------------------------
+
+/// A `kubectl patch` command: its target and its operations.
+type Patch = (String, Value);
+
+/// The `kubectl patch` commands of a run, in order, from its `--output json` events: each as
+/// its target and its JSON patch operations, with the resourceVersion its `test` guards on
+/// left out (a real run's values depend on the cluster's history).
+fn patches(ran: &Ran) -> Vec<Patch> {
+    ran.stdout()
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["event"] == "action" && event["kind"] == "run")
+        .filter_map(|event| {
+            let argv: Vec<String> = serde_json::from_value(event["argv"].clone()).unwrap();
+            // The command follows the connection flags, which end with `-n NAMESPACE`.
+            let n = argv
+                .iter()
+                .position(|a| a == "-n")
+                .expect("every command has -n");
+            let at = n + 2;
+            if argv[at] != "patch" {
+                return None;
+            }
+            let p = argv.iter().position(|a| a == "-p").expect("a patch has -p");
+            let mut ops: Value = serde_json::from_str(&argv[p + 1]).expect("the patch is JSON");
+            assert_eq!(ops[0]["path"], "/metadata/resourceVersion", "guarded");
+            ops[0]["value"] = json!("<resourceVersion>");
+            Some((argv[at + 1].clone(), ops))
+        })
+        .collect()
+}
+
+/// Runs the plan once with `--dry-run` and once for real; returns their patches.
+fn dry_and_real(cluster: &Cluster, plan: &str) -> (Vec<Patch>, Vec<Patch>) {
+    let run_with = |flags: &[&str]| {
+        Test::new()
+            .plan(plan)
+            .file("error-rate", "0\n")
+            .env(
+                "KUBECACHEDIR",
+                &cluster.dir.path().join("kube-cache").display().to_string(),
+            )
+            .args(&[&["run", "plan.toml", "--output", "json"], flags].concat())
+            .status(0)
+            .run()
+    };
+    let dry = run_with(&["--dry-run"]);
+    no_writes(cluster);
+    let real = run_with(&["--verbose"]);
+    (patches(&dry), patches(&real))
+}
+
+/// A dry run cannot know where an item sits in an array of the real object, and says so with a
+/// placeholder; the cluster's answer is filled in before the comparison.
+fn filled_in(patches: Vec<Patch>, known: &[(&str, &str)]) -> Vec<Patch> {
+    patches
+        .into_iter()
+        .map(|(target, ops)| {
+            let mut text = ops.to_string();
+            for (placeholder, value) in known {
+                text = text.replace(placeholder, value);
+            }
+            (target, serde_json::from_str(&text).unwrap())
+        })
+        .collect()
+}
+
+#[test]
+fn a_dry_run_shows_the_patches_a_real_run_makes_in_replicas_mode() {
+    let cluster = Cluster::start(&[stable_deployment(4), canary_deployment(600)], &[]);
+    let plan = replicas_plan(&cluster, "60s", &[25, 50, 100]);
+    let (dry, real) = dry_and_real(&cluster, &plan);
+    // The recorded Deployments run a log shipper before `app`.
+    let dry = filled_in(dry, &[("<index of app>", "1")]);
+    assert_eq!(dry.len(), 8, "{dry:#?}");
+    pretty_assertions::assert_eq!(dry, real);
+}
+
+#[test]
+fn a_dry_run_shows_the_patches_a_real_run_makes_in_gateway_mode() {
+    let cluster = Cluster::start(&gateway_objects(), &[]);
+    let plan = gateway_plan(&cluster, &[0.5, 5.0, 25.0, 100.0]);
+    let (dry, real) = dry_and_real(&cluster, &plan);
+    let dry = filled_in(
+        dry,
+        &[
+            ("<rule>", "0"),
+            ("<index of search-api-stable>", "0"),
+            ("<index of search-api-canary>", "1"),
+        ],
+    );
+    assert_eq!(dry.len(), 4, "{dry:#?}");
+    pretty_assertions::assert_eq!(dry, real);
 }
