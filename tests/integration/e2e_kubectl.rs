@@ -9,8 +9,7 @@
 //! tests/fixtures/kubectl/, runs `rollout run`, and then reads the emulator's history of every
 //! object version (in resourceVersion order) to check what was written, and in which order.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -92,19 +91,13 @@ impl Cluster {
     }
 
     fn harness(&self, path: &str) -> Vec<Value> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("reach the emulator");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).unwrap();
-        let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-        serde_json::from_str(body).unwrap_or_else(|e| panic!("GET {path}: {e}: {response}"))
+        let response = reqwest::blocking::Client::new()
+            .get(format!("http://127.0.0.1:{}{path}", self.port))
+            .timeout(Duration::from_secs(10))
+            .send()
+            .expect("reach the emulator");
+        let body = response.text().expect("the emulator's answer");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
     }
 
     /// Every version of every object, oldest first.
