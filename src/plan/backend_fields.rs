@@ -557,19 +557,36 @@ pub fn check_backend_weights(
                     .label("only 0 or 100 here")
                     .help("mode = \"service\" replaces the whole service at once; use mode = \"alb\" with two target groups for gradual weights"),
             ),
-            Backend::Nginx(_) => check_nginx_step(cx, stage, path, span),
+            Backend::Nginx(_) => check_step(cx, stage, (path, span), "nginx", NGINX_STEPS_PER_PERCENT),
+            // HTTPRoute weights are written as shares of 100,000 at most.
+            Backend::Kubectl(KubectlBackend {
+                mode: KubectlMode::Gateway(_),
+                ..
+            }) => check_step(cx, stage, (path, span), "kubectl gateway", 1000),
+            // ALB takes 0..=999 per target group: tenths of a percent are exact (999 to 1).
+            Backend::Ecs(EcsBackend {
+                mode: EcsMode::Alb(_),
+                ..
+            }) => check_step(cx, stage, (path, span), "ECS ALB", 10),
             _ => {}
         }
     }
 }
 
-/// nginx would round a finer weight to a neighbouring split (0.0004% to no canary server at
-/// all) while every event still said 0.0004%.
-fn check_nginx_step(cx: &Cx, stage: &Stage, path: String, span: Span) {
-    if stage.weight.in_steps(NGINX_STEPS_PER_PERCENT).is_some() {
+/// A backend would round a finer weight to a neighbouring split (nginx: 0.0004% to no canary
+/// server at all) while every event still said 0.0004%.
+fn check_step(
+    cx: &Cx,
+    stage: &Stage,
+    place: (String, Span),
+    backend: &str,
+    steps_per_percent: u64,
+) {
+    if stage.weight.in_steps(steps_per_percent).is_some() {
         return;
     }
-    let steps = NGINX_STEPS_PER_PERCENT as f64;
+    let (path, span) = place;
+    let steps = steps_per_percent as f64;
     let scaled = stage.weight.percent() * steps;
     let (below, above) = (scaled.floor() / steps, scaled.ceil() / steps);
     let step = 1.0 / steps;
@@ -578,13 +595,13 @@ fn check_nginx_step(cx: &Cx, stage: &Stage, path: String, span: Span) {
             path,
             span,
             format!(
-                "stage {}'s weight {} is finer than the nginx backend can split traffic",
+                "stage {}'s weight {} is finer than the {backend} backend can split traffic",
                 stage.number, stage.weight
             ),
         )
         .label(format!("not a multiple of {step}%"))
         .help(format!(
-            "nginx weights here move traffic in steps of {step}%; use {below} or {above}"
+            "{backend} weights here move traffic in steps of {step}%; use {below} or {above}"
         )),
     );
 }

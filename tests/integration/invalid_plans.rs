@@ -1481,3 +1481,51 @@ fn state_table_mistakes() {
         )
         .run();
 }
+
+/// ALB target groups take weights 0..=999: tenths of a percent are exact, anything finer would
+/// be rounded while events said otherwise.
+#[test]
+fn alb_weights_finer_than_a_tenth_of_a_percent() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "ecs"
+        cluster = "prod"
+        mode = "alb"
+        listener_arn = "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/web/1/2"
+        stable_target_group = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/stable/1"
+        canary_target_group = "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/canary/2"
+
+        [[stages]]
+        weight = 0.05
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: stage 1's weight 0.05% is finer than the ECS ALB backend can split traffic
+          --> plan.toml:11:10
+           |
+        11 | weight = 0.05
+           |          ^^^^ not a multiple of 0.1%
+           |
+           = help: ECS ALB weights here move traffic in steps of 0.1%; use 0 or 0.1
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:11:10
+           |
+        11 | weight = 0.05
+           |          ^^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+        "#,
+        )
+        .run();
+}
