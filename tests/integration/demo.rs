@@ -20,7 +20,8 @@ const DEMO_LIMIT: Duration = Duration::from_secs(180);
 fn demo_bin() -> PathBuf {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let output = Command::new(cargo)
-        .args(["build", "--example", "demo"])
+        // The same features as this test build, so the library already built is reused.
+        .args(["build", "--example", "demo", "--features", "e2e"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("run cargo build --example demo");
