@@ -90,28 +90,22 @@ impl SharedStore {
         let setup = |e: object_store::Error| {
             StoreError::Setup(format!("cannot use the state store {url}: {e}"))
         };
-        let store: Arc<dyn ObjectStore> = match scheme {
-            "s3" => Arc::new(
-                object_store::aws::AmazonS3Builder::from_env()
-                    .with_url(bucket_url)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(setup)?,
-            ),
-            "gs" => Arc::new(
-                object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_url(bucket_url)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(setup)?,
-            ),
-            "az" => Arc::new(
-                object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_url(bucket_url)
-                    .with_retry(retry)
-                    .build()
-                    .map_err(setup)?,
-            ),
+        // Each cloud's builder reads that cloud's standard environment; they share no trait.
+        macro_rules! from_env {
+            ($builder:ty) => {
+                Arc::new(
+                    <$builder>::from_env()
+                        .with_url(bucket_url)
+                        .with_retry(retry)
+                        .build()
+                        .map_err(setup)?,
+                ) as Arc<dyn ObjectStore>
+            };
+        }
+        let store = match scheme {
+            "s3" => from_env!(object_store::aws::AmazonS3Builder),
+            "gs" => from_env!(object_store::gcp::GoogleCloudStorageBuilder),
+            "az" => from_env!(object_store::azure::MicrosoftAzureBuilder),
             _ => {
                 return Err(StoreError::Setup(format!(
                     "`{url}` is not an s3://, gs:// or az:// URL"

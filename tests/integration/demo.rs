@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::harness::rollout_bin;
 use crate::lab::wait_until;
@@ -108,20 +108,10 @@ impl Demo {
 
     /// Waits for the exit: the exit code and all of stderr.
     fn finish(mut self) -> (Option<i32>, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > DEMO_LIMIT {
-                let _ = self.child.kill();
-                panic!(
-                    "the demo did not finish within {DEMO_LIMIT:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
+        let lines = self.lines.clone();
+        let status = crate::running::wait_for_exit(&mut self.child, DEMO_LIMIT, "the demo", || {
+            lines.lock().unwrap().join("\n")
+        });
         self.reader.take().unwrap().join().unwrap();
         (status.code(), self.stderr())
     }

@@ -1,7 +1,7 @@
 //! `rollout run --dry-run`: the whole plan walked through the engine, printing exactly what
 //! the backend would do, touching nothing.
 
-use crate::harness::Test;
+use crate::harness::{Test, effects};
 
 const PLAN: &str = r#"
     name = "shop"
@@ -196,20 +196,6 @@ fn json_events_are_one_object_per_line_and_never_hold_secrets() {
             .unwrap()
             .contains("server 10.0.1.1:8080 weight=1;")
     );
-}
-
-/// The commands and writes of a run, in order, from its JSON events.
-fn effects(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|event| event["event"] == "action" && event["kind"] != "wait")
-        .map(|event| match event["kind"].as_str().unwrap() {
-            "run" => format!("run {}", event["argv"]),
-            "write" => format!("write {}", event["path"]),
-            other => format!("{other} {event}"),
-        })
-        .collect()
 }
 
 /// A dry run prints exactly the effects a real run makes, in the same order: the same code

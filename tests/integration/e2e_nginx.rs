@@ -5,6 +5,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::harness::effects;
 use crate::lab::{Lab, wait_until};
 pub use crate::running::Running;
 
@@ -389,20 +390,6 @@ fn a_reload_that_never_takes_effect_is_not_trusted() {
     assert!(stderr.contains("ROLLBACK FAILED"), "{stderr}");
     // Nothing was ever applied: nginx still serves the lab's original stable-only upstream.
     assert_eq!(lab.send_requests(10), (10, 0));
-}
-
-/// The commands and writes of a run, in order, from its JSON events.
-fn effects(stdout: &str) -> Vec<String> {
-    stdout
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter(|event| event["event"] == "action" && event["kind"] != "wait")
-        .map(|event| match event["kind"].as_str().unwrap() {
-            "run" => format!("run {}", event["argv"]),
-            "write" => format!("write {}", event["path"]),
-            other => format!("{other} {event}"),
-        })
-        .collect()
 }
 
 /// A dry run prints the very commands and writes a real run makes against nginx, in order.

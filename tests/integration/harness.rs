@@ -139,3 +139,18 @@ pub fn unindent(text: &str) -> String {
         })
         .collect()
 }
+
+/// The commands run and files written by a run, in order, from its JSON events (`--output
+/// json`): what a dry run must show exactly as a real run does it.
+pub fn effects(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|event| event["event"] == "action" && event["kind"] != "wait")
+        .map(|event| match event["kind"].as_str().unwrap_or_default() {
+            "run" => format!("run {}", event["argv"]),
+            "write" => format!("write {}", event["path"]),
+            other => format!("{other} {event}"),
+        })
+        .collect()
+}

@@ -12,6 +12,26 @@ use crate::harness::rollout_bin;
 /// How long a background `rollout` may take before the test gives up on it.
 const RUN_LIMIT: Duration = Duration::from_secs(90);
 
+/// Waits until `child` exits; past `limit` it is killed and the test fails with `log()`.
+pub fn wait_for_exit(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+    log: impl Fn() -> String,
+) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what} did not finish within {limit:?}:\n{}", log());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Polls `condition` until it holds or `timeout` passes; whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -125,20 +145,10 @@ impl Running {
 
     /// Like `finish`, for a process that may have been killed: the code is `None` then.
     pub fn finish_killed(mut self) -> (Option<i32>, String, String) {
-        let start = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            if start.elapsed() > RUN_LIMIT {
-                let _ = self.child.kill();
-                panic!(
-                    "rollout did not finish within {RUN_LIMIT:?}:\n{}",
-                    self.stderr()
-                );
-            }
-            thread::sleep(Duration::from_millis(20));
-        };
+        let lines = self.lines.clone();
+        let status = wait_for_exit(&mut self.child, RUN_LIMIT, "rollout", || {
+            lines.lock().unwrap().join("\n")
+        });
         self.reader.take().unwrap().join().unwrap();
         let mut stdout = String::new();
         std::io::Read::read_to_string(self.child.stdout.as_mut().unwrap(), &mut stdout).unwrap();
