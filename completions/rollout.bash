@@ -423,7 +423,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__run)
-            opts="-y -q -v -h -V --dry-run --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --dry-run --wait-for-window --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -48,6 +48,7 @@ complete -c rollout -n "__fish_rollout_using_subcommand run" -l color -d 'When t
 always\t''
 never\t''"
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l dry-run -d 'Walk the whole plan and print what would be done, touching nothing'
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l wait-for-window -d 'Outside the plan\'s change window, wait for it to open instead of exiting 2'
 complete -c rollout -n "__fish_rollout_using_subcommand run" -s y -l yes -d 'Approve every approval gate up front'
 complete -c rollout -n "__fish_rollout_using_subcommand run" -s q -l quiet -d 'Print only warnings, the final decision and errors'
 complete -c rollout -n "__fish_rollout_using_subcommand run" -s v -l verbose -d 'Also print every measurement and backend command'

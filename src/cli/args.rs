@@ -105,6 +105,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub dry_run: bool,
 
+    /// Outside the plan's change window, wait for it to open instead of exiting 2
+    #[arg(long)]
+    pub wait_for_window: bool,
+
     #[command(flatten)]
     pub drive: DriveArgs,
 }

@@ -13,6 +13,7 @@ mod session;
 mod state;
 mod status;
 mod validate;
+mod window;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -199,6 +199,7 @@ impl Session {
             dry_run,
             start: Start::Fresh,
             requested_rollback: false,
+            clock: rollout::engine::system_clock(),
         };
         Ok(Ok(Session {
             engine,

@@ -131,7 +131,11 @@ impl fmt::Display for Window {
         };
         write!(f, "{days}, {hours} {}", self.timezone_name)?;
         for (first, last) in &self.freeze {
-            write!(f, "; frozen {first}/{last}")?;
+            if first == last {
+                write!(f, "; frozen {first}")?;
+            } else {
+                write!(f, "; frozen {first}/{last}")?;
+            }
         }
         Ok(())
     }

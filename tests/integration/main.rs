@@ -17,6 +17,7 @@ mod parser_fuzz;
 mod plan_table;
 mod plans_dir;
 mod running;
+mod window;
 
 #[cfg(feature = "e2e")]
 mod demo;
