@@ -13,6 +13,7 @@ mod dry_run;
 mod faults;
 mod harness;
 mod invalid_plans;
+mod notify;
 mod parser_fuzz;
 mod plan_table;
 mod plans_dir;
