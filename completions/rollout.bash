@@ -351,7 +351,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__resume)
-            opts="-y -q -v -h -V --force --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --force --yes --output --state --state-dir --report --quiet --verbose --ci --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,6 +373,10 @@ _rollout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ci)
+                    COMPREPLY=($(compgen -W "github gitlab none" -- "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -385,7 +389,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__rollback)
-            opts="-y -q -v -h -V --task-definition --force --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --task-definition --force --yes --output --state --state-dir --report --quiet --verbose --ci --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -411,6 +415,10 @@ _rollout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ci)
+                    COMPREPLY=($(compgen -W "github gitlab none" -- "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -423,7 +431,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__run)
-            opts="-y -q -v -h -V --dry-run --wait-for-window --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --dry-run --wait-for-window --yes --output --state --state-dir --report --quiet --verbose --ci --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -443,6 +451,10 @@ _rollout() {
                     ;;
                 --report)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --ci)
+                    COMPREPLY=($(compgen -W "github gitlab none" -- "${cur}"))
                     return 0
                     ;;
                 --color)

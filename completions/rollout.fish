@@ -44,6 +44,9 @@ json\t'One JSON object per line on stdout'"
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l report -d 'Write the full evidence (every measurement and decision) as JSON to this file' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand run" -l ci -d 'Speak the CI\'s language [default: github when GITHUB_ACTIONS=true, gitlab when GITLAB_CI=true, else none]' -r -f -a "github\t'GitHub Actions: annotations and a step summary'
+gitlab\t'GitLab CI: a collapsible log section per stage'
+none\t'Plain output only'"
 complete -c rollout -n "__fish_rollout_using_subcommand run" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -80,6 +83,9 @@ json\t'One JSON object per line on stdout'"
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -l report -d 'Write the full evidence (every measurement and decision) as JSON to this file' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand resume" -l ci -d 'Speak the CI\'s language [default: github when GITHUB_ACTIONS=true, gitlab when GITLAB_CI=true, else none]' -r -f -a "github\t'GitHub Actions: annotations and a step summary'
+gitlab\t'GitLab CI: a collapsible log section per stage'
+none\t'Plain output only'"
 complete -c rollout -n "__fish_rollout_using_subcommand resume" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -95,6 +101,9 @@ json\t'One JSON object per line on stdout'"
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l state -d 'Where rollout state lives: a folder, file://PATH, s3://BUCKET/PREFIX, gs://BUCKET/PREFIX or az://CONTAINER/PREFIX [env: ROLLOUT_STATE] [default: the plan\'s [state] url, else .rollout]' -r
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l state-dir -d 'A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]' -r -F
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l report -d 'Write the full evidence (every measurement and decision) as JSON to this file' -r -F
+complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l ci -d 'Speak the CI\'s language [default: github when GITHUB_ACTIONS=true, gitlab when GITLAB_CI=true, else none]' -r -f -a "github\t'GitHub Actions: annotations and a step summary'
+gitlab\t'GitLab CI: a collapsible log section per stage'
+none\t'Plain output only'"
 complete -c rollout -n "__fish_rollout_using_subcommand rollback" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"

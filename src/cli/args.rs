@@ -43,6 +43,17 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Which CI's language the output speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ci {
+    /// GitHub Actions: annotations and a step summary
+    Github,
+    /// GitLab CI: a collapsible log section per stage
+    Gitlab,
+    /// Plain output only
+    None,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a rollout: move traffic stage by stage, gated by the plan's metrics
@@ -138,6 +149,42 @@ pub struct DriveArgs {
     /// Also print every measurement and backend command
     #[arg(long, short = 'v')]
     pub verbose: bool,
+
+    /// Speak the CI's language [default: github when GITHUB_ACTIONS=true, gitlab when
+    /// GITLAB_CI=true, else none]
+    #[arg(long, value_enum, value_name = "CI")]
+    pub ci: Option<Ci>,
+}
+
+impl DriveArgs {
+    /// `--ci`, else what the environment says this is.
+    pub fn ci(&self) -> Ci {
+        let set = |key: &str| std::env::var(key).is_ok_and(|v| v == "true");
+        self.ci.unwrap_or(if set("GITHUB_ACTIONS") {
+            Ci::Github
+        } else if set("GITLAB_CI") {
+            Ci::Gitlab
+        } else {
+            Ci::None
+        })
+    }
+
+    /// Where the state was said to be, for commands a person pastes: `--state`, `--state-dir`
+    /// or the environment.
+    pub fn state_location(&self) -> Option<String> {
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        self.state
+            .state
+            .clone()
+            .or_else(|| {
+                self.state
+                    .state_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+            })
+            .or_else(|| env("ROLLOUT_STATE"))
+            .or_else(|| env("ROLLOUT_STATE_DIR"))
+    }
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod approve;
 mod args;
 mod attend;
+mod ci;
 mod completions;
 mod list;
 mod plan_cmd;

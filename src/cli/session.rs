@@ -166,6 +166,10 @@ impl Session {
         if let Some(notifier) = &notifier {
             reporters.push(notifier.clone());
         }
+        let github = super::ci::github(&plan, plan_path, drive);
+        if let Some(github) = &github {
+            reporters.push(github.clone());
+        }
         reporters.push(screen(drive, dry_run, color));
         let events = Emitter::new(reporters);
         let _ = events_later.set(events.clone());
@@ -223,6 +227,7 @@ impl Session {
                 quiet: drive.quiet,
                 dry_run,
                 report,
+                github,
             },
             hold,
             notifier,
@@ -320,6 +325,8 @@ pub struct Closing {
     dry_run: bool,
     /// `--report FILE` and what it collects.
     report: Option<(std::path::PathBuf, Arc<EvidenceCollector>)>,
+    /// `--ci github`: the step summary to append.
+    github: Option<Arc<rollout::report::github::GithubReporter>>,
 }
 
 impl Closing {
@@ -328,6 +335,9 @@ impl Closing {
     fn close(self) {
         if self.output == OutputFormat::Human && !self.quiet && !self.dry_run {
             eprint!("\n{}", self.summary.render());
+        }
+        if let Some(github) = &self.github {
+            super::ci::write_summary(github);
         }
         if let Some((path, evidence)) = &self.report
             && let Err(e) = evidence.write(path, self.plan.name.as_str(), &self.plan.fingerprint)
@@ -416,10 +426,9 @@ fn screen(drive: &DriveArgs, dry_run: bool, color: bool) -> Arc<dyn Reporter> {
         OutputFormat::Human if std::io::stderr().is_terminal() && !dry_run => {
             Arc::new(ProgressReporter::new(verbosity, color))
         }
-        OutputFormat::Human => Arc::new(PlainReporter::new(
-            Box::new(std::io::stderr()),
-            verbosity,
-            !dry_run,
-        )),
+        OutputFormat::Human => super::ci::plain(
+            drive,
+            PlainReporter::new(Box::new(std::io::stderr()), verbosity, !dry_run),
+        ),
     }
 }

@@ -2,7 +2,10 @@
 //! timestamped lines), for machines (JSON lines), and at the end (a summary table, an evidence
 //! file). Each can write into a `String`, so its output is snapshot-tested.
 
+pub mod commands;
 pub mod evidence;
+pub mod github;
+pub mod gitlab;
 pub mod json;
 pub mod plain;
 pub mod plan_table;

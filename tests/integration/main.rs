@@ -8,6 +8,7 @@
 //! service fails them loudly.
 
 mod architecture;
+mod ci;
 mod completions;
 mod dry_run;
 mod faults;
