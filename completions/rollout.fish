@@ -64,6 +64,10 @@ always\t''
 never\t''"
 complete -c rollout -n "__fish_rollout_using_subcommand validate" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c rollout -n "__fish_rollout_using_subcommand validate" -s V -l version -d 'Print version'
+complete -c rollout -n "__fish_rollout_using_subcommand plan" -l format -d 'table: the stages for a terminal; markdown: a runbook for a change ticket; json: the validated plan with every default applied' -r -f -a "table\t''
+markdown\t''
+json\t''"
+complete -c rollout -n "__fish_rollout_using_subcommand plan" -l state -d 'Where the rollout\'s state will live, for the runbook\'s commands (a folder or URL, as --state of run) [default: the plan\'s [state] url, else .rollout]' -r
 complete -c rollout -n "__fish_rollout_using_subcommand plan" -l color -d 'When to color output [default: auto, which honors NO_COLOR]' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -247,6 +247,23 @@ pub struct ValidateArgs {
 pub struct PlanArgs {
     /// The plan file
     pub plan: PathBuf,
+
+    /// table: the stages for a terminal; markdown: a runbook for a change ticket; json: the
+    /// validated plan with every default applied
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub format: PlanFormat,
+
+    /// Where the rollout's state will live, for the runbook's commands (a folder or URL, as
+    /// --state of run) [default: the plan's [state] url, else .rollout]
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Args)]

@@ -105,6 +105,20 @@ impl Window {
         }
     }
 
+    /// The days it is open, as written in plans (`mon`, ...), Monday first.
+    pub fn day_names(&self) -> Vec<&'static str> {
+        DAYS.iter()
+            .filter(|(_, d)| self.days.contains(d))
+            .map(|(name, _)| *name)
+            .collect()
+    }
+
+    /// The hours, as written in plans (`09:00-16:00`); `None`: all day.
+    pub fn hours_text(&self) -> Option<String> {
+        self.hours
+            .map(|h| format!("{}-{}", hhmm(h.start), h.end.map_or("24:00".into(), hhmm)))
+    }
+
     /// An instant in the window's zone, as people there read it: `Mon 2026-03-30 09:00 CEST`.
     pub fn show(&self, at: Timestamp) -> String {
         let zoned = at.to_zoned_datetime(self.timezone.clone());
@@ -115,20 +129,13 @@ impl Window {
 impl fmt::Display for Window {
     /// One line: `mon-thu 09:00-16:00 Europe/Berlin, frozen 2026-12-20/2027-01-04`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let days: Vec<&str> = DAYS
-            .iter()
-            .filter(|(_, d)| self.days.contains(d))
-            .map(|(name, _)| *name)
-            .collect();
+        let days = self.day_names();
         let days = if days.len() == 7 {
             "every day".to_string()
         } else {
             days.join(",")
         };
-        let hours = match self.hours {
-            None => "all day".to_string(),
-            Some(h) => format!("{}-{}", hhmm(h.start), h.end.map_or("24:00".into(), hhmm)),
-        };
+        let hours = self.hours_text().unwrap_or_else(|| "all day".to_string());
         write!(f, "{days}, {hours} {}", self.timezone_name)?;
         for (first, last) in &self.freeze {
             if first == last {

@@ -8,8 +8,10 @@ pub mod github;
 pub mod gitlab;
 pub mod json;
 pub mod plain;
+pub mod plan_json;
 pub mod plan_table;
 pub mod progress;
+pub mod runbook;
 pub mod summary;
 pub mod text;
 

@@ -16,6 +16,7 @@ mod harness;
 mod invalid_plans;
 mod notify;
 mod parser_fuzz;
+mod plan_documents;
 mod plan_table;
 mod plans_dir;
 mod running;
