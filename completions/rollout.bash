@@ -28,6 +28,9 @@ _rollout() {
             rollout,list)
                 cmd="rollout__subcmd__list"
                 ;;
+            rollout,man)
+                cmd="rollout__subcmd__man"
+                ;;
             rollout,plan)
                 cmd="rollout__subcmd__plan"
                 ;;
@@ -39,6 +42,9 @@ _rollout() {
                 ;;
             rollout,run)
                 cmd="rollout__subcmd__run"
+                ;;
+            rollout,schema)
+                cmd="rollout__subcmd__schema"
                 ;;
             rollout,status)
                 cmd="rollout__subcmd__status"
@@ -58,6 +64,9 @@ _rollout() {
             rollout__subcmd__help,list)
                 cmd="rollout__subcmd__help__subcmd__list"
                 ;;
+            rollout__subcmd__help,man)
+                cmd="rollout__subcmd__help__subcmd__man"
+                ;;
             rollout__subcmd__help,plan)
                 cmd="rollout__subcmd__help__subcmd__plan"
                 ;;
@@ -69,6 +78,9 @@ _rollout() {
                 ;;
             rollout__subcmd__help,run)
                 cmd="rollout__subcmd__help__subcmd__run"
+                ;;
+            rollout__subcmd__help,schema)
+                cmd="rollout__subcmd__help__subcmd__schema"
                 ;;
             rollout__subcmd__help,status)
                 cmd="rollout__subcmd__help__subcmd__status"
@@ -83,7 +95,7 @@ _rollout() {
 
     case "${cmd}" in
         rollout)
-            opts="-h -V --color --help --version run validate plan status resume rollback list approve completions help"
+            opts="-h -V --color --help --version run validate plan status resume rollback list approve schema man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -149,7 +161,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help)
-            opts="run validate plan status resume rollback list approve completions help"
+            opts="run validate plan status resume rollback list approve schema man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -205,6 +217,20 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help__subcmd__list)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__help__subcmd__man)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -274,6 +300,20 @@ _rollout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rollout__subcmd__help__subcmd__schema)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rollout__subcmd__help__subcmd__status)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -321,6 +361,24 @@ _rollout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__man)
+            opts="-h -V --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -465,6 +523,24 @@ _rollout() {
                     COMPREPLY=($(compgen -W "github gitlab none" -- "${cur}"))
                     return 0
                     ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__schema)
+            opts="-h -V --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0

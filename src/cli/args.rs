@@ -100,6 +100,17 @@ pub enum Command {
     )]
     Approve(ApproveArgs),
 
+    /// Print a JSON Schema of the plan format, for editors (Taplo reads it from a `#:schema`
+    /// comment at the top of a plan)
+    #[command(
+        after_help = "Example:\n  rollout schema > rollout.schema.json\n  # then, as a plan's first line:  #:schema ./rollout.schema.json"
+    )]
+    Schema,
+
+    /// Write the man pages, one per command, into a directory
+    #[command(hide = true)]
+    Man(ManArgs),
+
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  rollout completions bash > /etc/bash_completion.d/rollout\n  rollout completions zsh > \"${fpath[1]}/_rollout\"\n  rollout completions fish > ~/.config/fish/completions/rollout.fish"
@@ -306,6 +317,12 @@ pub struct StateArgs {
     /// A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]
     #[arg(long, value_name = "DIR", conflicts_with = "state")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write rollout.1, rollout-run.1, ... into
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

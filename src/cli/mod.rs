@@ -58,6 +58,8 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => approve::approve(&args),
         Command::List(args) => list::list(&args),
         Command::Completions(args) => completions::completions(&args),
+        Command::Schema => completions::schema(),
+        Command::Man(args) => completions::man(&args),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -12,6 +12,7 @@ pub mod notify;
 mod parse;
 mod raw;
 mod reader;
+pub mod schema;
 pub mod template;
 mod validate;
 pub mod window;

@@ -20,6 +20,7 @@ mod plan_documents;
 mod plan_table;
 mod plans_dir;
 mod running;
+mod schema;
 mod window;
 
 #[cfg(feature = "e2e")]
