@@ -108,7 +108,7 @@ pub enum Command {
     Schema,
 
     /// Write the man pages, one per command, into a directory
-    #[command(hide = true)]
+    #[command(after_help = "Example:\n  rollout man /usr/local/share/man/man1")]
     Man(ManArgs),
 
     /// Print a shell completion script

@@ -25,7 +25,10 @@ pub fn man(args: &ManArgs) -> anyhow::Result<Exit> {
     // Built, so that each subcommand carries the version and the global options.
     command.build();
     write_page(&args.dir, "rollout", command.clone())?;
-    for sub in command.get_subcommands().filter(|s| !s.is_hide_set()) {
+    for sub in command
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+    {
         let name = format!("rollout-{}", sub.get_name());
         let page = sub
             .clone()
