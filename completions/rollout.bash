@@ -28,6 +28,9 @@ _rollout() {
             rollout,list)
                 cmd="rollout__subcmd__list"
                 ;;
+            rollout,man)
+                cmd="rollout__subcmd__man"
+                ;;
             rollout,plan)
                 cmd="rollout__subcmd__plan"
                 ;;
@@ -39,6 +42,9 @@ _rollout() {
                 ;;
             rollout,run)
                 cmd="rollout__subcmd__run"
+                ;;
+            rollout,schema)
+                cmd="rollout__subcmd__schema"
                 ;;
             rollout,status)
                 cmd="rollout__subcmd__status"
@@ -58,6 +64,9 @@ _rollout() {
             rollout__subcmd__help,list)
                 cmd="rollout__subcmd__help__subcmd__list"
                 ;;
+            rollout__subcmd__help,man)
+                cmd="rollout__subcmd__help__subcmd__man"
+                ;;
             rollout__subcmd__help,plan)
                 cmd="rollout__subcmd__help__subcmd__plan"
                 ;;
@@ -69,6 +78,9 @@ _rollout() {
                 ;;
             rollout__subcmd__help,run)
                 cmd="rollout__subcmd__help__subcmd__run"
+                ;;
+            rollout__subcmd__help,schema)
+                cmd="rollout__subcmd__help__subcmd__schema"
                 ;;
             rollout__subcmd__help,status)
                 cmd="rollout__subcmd__help__subcmd__status"
@@ -83,7 +95,7 @@ _rollout() {
 
     case "${cmd}" in
         rollout)
-            opts="-h -V --color --help --version run validate plan status resume rollback list approve completions help"
+            opts="-h -V --color --help --version run validate plan status resume rollback list approve schema man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -149,7 +161,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help)
-            opts="run validate plan status resume rollback list approve completions help"
+            opts="run validate plan status resume rollback list approve schema man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -218,6 +230,20 @@ _rollout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rollout__subcmd__help__subcmd__man)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rollout__subcmd__help__subcmd__plan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -261,6 +287,20 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help__subcmd__run)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__help__subcmd__schema)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -332,7 +372,7 @@ _rollout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        rollout__subcmd__plan)
+        rollout__subcmd__man)
             opts="-h -V --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -350,8 +390,34 @@ _rollout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rollout__subcmd__plan)
+            opts="-h -V --format --state --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --format)
+                    COMPREPLY=($(compgen -W "table markdown json" -- "${cur}"))
+                    return 0
+                    ;;
+                --state)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rollout__subcmd__resume)
-            opts="-y -q -v -h -V --force --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --force --yes --output --state --state-dir --report --quiet --verbose --ci --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -373,6 +439,10 @@ _rollout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ci)
+                    COMPREPLY=($(compgen -W "github gitlab none" -- "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -385,7 +455,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__rollback)
-            opts="-y -q -v -h -V --task-definition --force --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --task-definition --force --yes --output --state --state-dir --report --quiet --verbose --ci --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -411,6 +481,10 @@ _rollout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ci)
+                    COMPREPLY=($(compgen -W "github gitlab none" -- "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -423,7 +497,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__run)
-            opts="-y -q -v -h -V --dry-run --yes --output --state --state-dir --report --quiet --verbose --color --help --version"
+            opts="-y -q -v -h -V --dry-run --wait-for-window --yes --output --state --state-dir --report --quiet --verbose --ci --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -445,6 +519,28 @@ _rollout() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --ci)
+                    COMPREPLY=($(compgen -W "github gitlab none" -- "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__schema)
+            opts="-h -V --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0

@@ -24,4 +24,7 @@ fi
 python3 -c 'import boto3, flask, flask_cors, moto, sys; sys.exit(moto.__version__.split(".")[0] != "5")' >/dev/null 2>&1 \
     || pip_install 'moto[server]>=5.2,<6' boto3
 
+# The plan schema's test: an independent JSON Schema validator.
+python3 -c 'import jsonschema' >/dev/null 2>&1 || pip_install jsonschema
+
 cargo test --locked --features e2e "$@"

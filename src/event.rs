@@ -164,6 +164,26 @@ pub enum Event {
         stage: usize,
         reasons: Vec<String>,
     },
+    /// The stage has not advanced `stuck_after` into its bake (said once per stage).
+    Stuck {
+        stage: usize,
+        weight: f64,
+        #[serde(with = "secs")]
+        after: Duration,
+        reasons: Vec<String>,
+    },
+    /// Ready to start (`stage` 0) or to advance, but the change window is closed: the run
+    /// holds at `weight`, still measuring, until it opens.
+    WindowClosed {
+        stage: usize,
+        weight: f64,
+        /// The window, in words: `mon,tue 09:00-16:00 Europe/Berlin`.
+        window: String,
+        /// When it next opens (RFC 3339, UTC); `null` when not within a year.
+        opens_at: Option<String>,
+        /// The same, as people in the window's zone read it.
+        opens: String,
+    },
     AwaitingApproval {
         stage: usize,
         how: String,

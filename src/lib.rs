@@ -12,8 +12,9 @@
 //! - `event`: the vocabulary of what happens (events, measurements, outcomes, reporters, the
 //!   ledger that records each step before it is taken).
 //! - `engine`: the stage state machine and the verdict rules; it emits events.
-//! - `report`: renders events for people and machines. `state`: the journal, the lock and
-//!   approvals, in a rollout's state folder.
+//! - `report`: renders events for people and machines. `notify`: tells people (Slack,
+//!   webhooks) in the background. `state`: the journal, the lock and approvals, in a
+//!   rollout's state folder.
 //! - The `rollout` binary (`src/cli/`) wires them together.
 
 pub mod approval;
@@ -23,6 +24,7 @@ pub mod event;
 pub mod exec;
 pub mod exit;
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod report;
 pub mod state;

@@ -43,6 +43,17 @@ pub enum OutputFormat {
     Json,
 }
 
+/// Which CI's language the output speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Ci {
+    /// GitHub Actions: annotations and a step summary
+    Github,
+    /// GitLab CI: a collapsible log section per stage
+    Gitlab,
+    /// Plain output only
+    None,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a rollout: move traffic stage by stage, gated by the plan's metrics
@@ -89,6 +100,17 @@ pub enum Command {
     )]
     Approve(ApproveArgs),
 
+    /// Print a JSON Schema of the plan format, for editors (Taplo reads it from a `#:schema`
+    /// comment at the top of a plan)
+    #[command(
+        after_help = "Example:\n  rollout schema > rollout.schema.json\n  # then, as a plan's first line:  #:schema ./rollout.schema.json"
+    )]
+    Schema,
+
+    /// Write the man pages, one per command, into a directory
+    #[command(after_help = "Example:\n  rollout man /usr/local/share/man/man1")]
+    Man(ManArgs),
+
     /// Print a shell completion script
     #[command(
         after_help = "Examples:\n  rollout completions bash > /etc/bash_completion.d/rollout\n  rollout completions zsh > \"${fpath[1]}/_rollout\"\n  rollout completions fish > ~/.config/fish/completions/rollout.fish"
@@ -104,6 +126,10 @@ pub struct RunArgs {
     /// Walk the whole plan and print what would be done, touching nothing
     #[arg(long)]
     pub dry_run: bool,
+
+    /// Outside the plan's change window, wait for it to open instead of exiting 2
+    #[arg(long)]
+    pub wait_for_window: bool,
 
     #[command(flatten)]
     pub drive: DriveArgs,
@@ -134,6 +160,42 @@ pub struct DriveArgs {
     /// Also print every measurement and backend command
     #[arg(long, short = 'v')]
     pub verbose: bool,
+
+    /// Speak the CI's language [default: github when GITHUB_ACTIONS=true, gitlab when
+    /// GITLAB_CI=true, else none]
+    #[arg(long, value_enum, value_name = "CI")]
+    pub ci: Option<Ci>,
+}
+
+impl DriveArgs {
+    /// `--ci`, else what the environment says this is.
+    pub fn ci(&self) -> Ci {
+        let set = |key: &str| std::env::var(key).is_ok_and(|v| v == "true");
+        self.ci.unwrap_or(if set("GITHUB_ACTIONS") {
+            Ci::Github
+        } else if set("GITLAB_CI") {
+            Ci::Gitlab
+        } else {
+            Ci::None
+        })
+    }
+
+    /// Where the state was said to be, for commands a person pastes: `--state`, `--state-dir`
+    /// or the environment.
+    pub fn state_location(&self) -> Option<String> {
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        self.state
+            .state
+            .clone()
+            .or_else(|| {
+                self.state
+                    .state_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+            })
+            .or_else(|| env("ROLLOUT_STATE"))
+            .or_else(|| env("ROLLOUT_STATE_DIR"))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -196,6 +258,23 @@ pub struct ValidateArgs {
 pub struct PlanArgs {
     /// The plan file
     pub plan: PathBuf,
+
+    /// table: the stages for a terminal; markdown: a runbook for a change ticket; json: the
+    /// validated plan with every default applied
+    #[arg(long, value_enum, default_value_t = PlanFormat::Table)]
+    pub format: PlanFormat,
+
+    /// Where the rollout's state will live, for the runbook's commands (a folder or URL, as
+    /// --state of run) [default: the plan's [state] url, else .rollout]
+    #[arg(long, value_name = "URL")]
+    pub state: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Table,
+    Markdown,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -238,6 +317,12 @@ pub struct StateArgs {
     /// A local state folder, as --state DIR [env: ROLLOUT_STATE_DIR]
     #[arg(long, value_name = "DIR", conflicts_with = "state")]
     pub state_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// The directory to write rollout.1, rollout-run.1, ... into
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]

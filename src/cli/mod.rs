@@ -3,6 +3,7 @@
 mod approve;
 mod args;
 mod attend;
+mod ci;
 mod completions;
 mod list;
 mod plan_cmd;
@@ -13,6 +14,7 @@ mod session;
 mod state;
 mod status;
 mod validate;
+mod window;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -56,6 +58,8 @@ pub fn main() -> ExitCode {
         Command::Approve(args) => approve::approve(&args),
         Command::List(args) => list::list(&args),
         Command::Completions(args) => completions::completions(&args),
+        Command::Schema => completions::schema(),
+        Command::Man(args) => completions::man(&args),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -1,4 +1,6 @@
-use super::args::PlanArgs;
+use rollout::report::commands::Commands;
+
+use super::args::{PlanArgs, PlanFormat};
 use super::{Exit, load_valid_plan};
 
 /// Where output is not a terminal (a file, a CI log), lines this long still read well.
@@ -9,10 +11,16 @@ pub fn plan(args: &PlanArgs, color: bool) -> anyhow::Result<Exit> {
     let Some(plan) = load_valid_plan(&args.plan, color)? else {
         return Ok(Exit::Invalid);
     };
-    print!(
-        "{}",
-        rollout::report::plan_table::render(&plan, output_width())
-    );
+    let text = match args.format {
+        PlanFormat::Table => rollout::report::plan_table::render(&plan, output_width()),
+        PlanFormat::Json => rollout::report::plan_json::render(&plan),
+        PlanFormat::Markdown => {
+            let path = args.plan.display().to_string();
+            let commands = Commands::new(&plan, &path, args.state.as_deref());
+            rollout::report::runbook::render(&plan, &commands)
+        }
+    };
+    print!("{text}");
     Ok(Exit::Success)
 }
 

@@ -14,6 +14,12 @@ pub fn run(args: &RunArgs, color: bool) -> anyhow::Result<Exit> {
     let Some(plan) = load_valid_plan(&args.plan, color)? else {
         return Ok(Exit::Invalid);
     };
+    if !args.dry_run
+        && !args.wait_for_window
+        && let Some(exit) = super::window::refuse_outside(&plan)
+    {
+        return Ok(exit);
+    }
     super::runtime()?.block_on(async {
         let store = match super::state::open(&args.drive.state, Some(&plan)) {
             Ok(store) => store,

@@ -12,6 +12,7 @@ use rollout::engine::{Engine, Start};
 use rollout::event::{Emitter, Event, Ledger, NoLedger, Outcome, Reporter};
 use rollout::exec::{DryRunExecutor, RealExecutor};
 use rollout::metrics;
+use rollout::notify::Notifier;
 use rollout::plan::Plan;
 use rollout::report::evidence::EvidenceCollector;
 use rollout::report::json::JsonReporter;
@@ -32,6 +33,8 @@ pub struct Session {
     /// The lock or lease, let go when the session ends (a dead process's lock goes with it; a
     /// lease runs out).
     hold: Option<Arc<dyn Hold>>,
+    /// `[[notify]]`, delivering in the background; given time to finish before the exit.
+    notifier: Option<Arc<Notifier>>,
 }
 
 /// How the journal starts: a new rollout, or the one an earlier process left.
@@ -82,6 +85,13 @@ impl Session {
         }
         // Warnings from the hold go to the run's events once there are any.
         let events_later: Arc<OnceLock<Emitter>> = Arc::new(OnceLock::new());
+        let notifier = match notifier(&plan, dry_run, &events_later) {
+            Ok(notifier) => notifier,
+            Err(e) => {
+                eprintln!("error: {e}; nothing was changed");
+                return Ok(Err(Exit::Invalid));
+            }
+        };
         let hold = if dry_run {
             None
         } else {
@@ -153,6 +163,13 @@ impl Session {
                 }
             }
         };
+        if let Some(notifier) = &notifier {
+            reporters.push(notifier.clone());
+        }
+        let github = super::ci::github(&plan, plan_path, drive);
+        if let Some(github) = &github {
+            reporters.push(github.clone());
+        }
         reporters.push(screen(drive, dry_run, color));
         let events = Emitter::new(reporters);
         let _ = events_later.set(events.clone());
@@ -199,6 +216,7 @@ impl Session {
             dry_run,
             start: Start::Fresh,
             requested_rollback: false,
+            clock: rollout::engine::system_clock(),
         };
         Ok(Ok(Session {
             engine,
@@ -209,8 +227,10 @@ impl Session {
                 quiet: drive.quiet,
                 dry_run,
                 report,
+                github,
             },
             hold,
+            notifier,
         }))
     }
 
@@ -220,9 +240,11 @@ impl Session {
             mut engine,
             closing,
             hold,
+            notifier,
         } = self;
         engine.start = start;
         let outcome = engine.run().await;
+        drain(notifier).await;
         release(hold).await;
         closing.close();
         Ok(outcome)
@@ -239,11 +261,37 @@ impl Session {
             engine,
             closing,
             hold,
+            notifier,
         } = self;
         let outcome = engine.rollback_now(reason, recovery).await;
+        drain(notifier).await;
         release(hold).await;
         closing.close();
         Ok(outcome)
+    }
+}
+
+/// The notifier for a real run of a plan with `[[notify]]`; a dry run tells nobody.
+fn notifier(
+    plan: &Plan,
+    dry_run: bool,
+    events_later: &Arc<OnceLock<Emitter>>,
+) -> Result<Option<Arc<Notifier>>, rollout::notify::SetupError> {
+    if dry_run || plan.notify.is_empty() {
+        return Ok(None);
+    }
+    let warn_into = events_later.clone();
+    let warn = Arc::new(move |message: String| match warn_into.get() {
+        Some(events) => events.emit(Event::Warning { message }),
+        None => eprintln!("warning: {message}"),
+    });
+    Notifier::start(plan, metrics::secrets(plan), warn).map(|n| Some(Arc::new(n)))
+}
+
+/// What is still being delivered gets its retries, then the process may exit.
+async fn drain(notifier: Option<Arc<Notifier>>) {
+    if let Some(notifier) = notifier {
+        notifier.finish(notifier.drain_limit()).await;
     }
 }
 
@@ -277,6 +325,8 @@ pub struct Closing {
     dry_run: bool,
     /// `--report FILE` and what it collects.
     report: Option<(std::path::PathBuf, Arc<EvidenceCollector>)>,
+    /// `--ci github`: the step summary to append.
+    github: Option<Arc<rollout::report::github::GithubReporter>>,
 }
 
 impl Closing {
@@ -285,6 +335,9 @@ impl Closing {
     fn close(self) {
         if self.output == OutputFormat::Human && !self.quiet && !self.dry_run {
             eprint!("\n{}", self.summary.render());
+        }
+        if let Some(github) = &self.github {
+            super::ci::write_summary(github);
         }
         if let Some((path, evidence)) = &self.report
             && let Err(e) = evidence.write(path, self.plan.name.as_str(), &self.plan.fingerprint)
@@ -373,10 +426,9 @@ fn screen(drive: &DriveArgs, dry_run: bool, color: bool) -> Arc<dyn Reporter> {
         OutputFormat::Human if std::io::stderr().is_terminal() && !dry_run => {
             Arc::new(ProgressReporter::new(verbosity, color))
         }
-        OutputFormat::Human => Arc::new(PlainReporter::new(
-            Box::new(std::io::stderr()),
-            verbosity,
-            !dry_run,
-        )),
+        OutputFormat::Human => super::ci::plain(
+            drive,
+            PlainReporter::new(Box::new(std::io::stderr()), verbosity, !dry_run),
+        ),
     }
 }

@@ -14,6 +14,7 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 
 use super::verdict::{History, Standing, judge, standing};
+use super::window::WindowWait;
 use super::{Engine, Halt};
 use crate::approval::Answer;
 use crate::event::{Event, Measurement};
@@ -70,14 +71,17 @@ impl Engine {
         let mut approved = !stage.approval;
         let mut pending: Option<Pending> = None;
         let mut last_holding: Vec<String> = Vec::new();
+        let stuck_at = self.plan.stuck_after.map(|after| start + after);
+        let mut stuck_told = false;
+        let mut window = WindowWait::default();
         loop {
+            let mut ready = false;
             if bake_done {
                 let reasons = holding_reasons(&metrics, &histories);
                 if reasons.is_empty() {
                     if approved {
-                        return Ok(());
-                    }
-                    if pending.is_none() {
+                        ready = true;
+                    } else if pending.is_none() {
                         pending = Some(self.ask_approval(stage).await);
                     }
                 } else if reasons != last_holding {
@@ -88,6 +92,13 @@ impl Engine {
                     last_holding = reasons;
                 }
             }
+            // Outside the change window a ready stage holds; the wait moves its deadlines.
+            if !ready {
+                window.end();
+            } else if self.may_advance(stage, &mut window) {
+                return Ok(());
+            }
+            let paused = window.paused();
             tokio::select! {
                 Some((slot, reading)) = rx.recv() => {
                     let metric = metrics[slot];
@@ -99,9 +110,14 @@ impl Engine {
                     }
                 }
                 _ = sleep_until(bake_end), if !bake_done => bake_done = true,
-                _ = sleep_until(hold_end) => {
+                _ = sleep_until(hold_end + paused), if !window.waiting() => {
                     return Err(Halt::by(stage.on_timeout, timeout_reason(stage, &last_holding, approved)));
                 }
+                _ = sleep_until(stuck_at.unwrap_or(hold_end) + paused), if stuck_at.is_some() && !stuck_told && !window.waiting() => {
+                    stuck_told = true;
+                    self.stuck(stage, stuck_reasons(bake_done, approved, &metrics, &histories));
+                }
+                _ = window.nap(), if window.waiting() => {}
                 answer = async { pending.as_mut().expect("guarded").await }, if pending.is_some() => {
                     pending = None;
                     match answer {
@@ -244,6 +260,24 @@ fn holding_reasons(metrics: &[&Metric], histories: &[History]) -> Vec<String> {
             _ => None,
         })
         .collect()
+}
+
+/// Why a stage is still where it is, for `stuck`.
+fn stuck_reasons(
+    bake_done: bool,
+    approved: bool,
+    metrics: &[&Metric],
+    histories: &[History],
+) -> Vec<String> {
+    if !bake_done {
+        return vec!["its bake is not over yet".to_string()];
+    }
+    let holding = holding_reasons(metrics, histories);
+    match (holding.is_empty(), approved) {
+        (false, _) => holding,
+        (true, false) => vec!["waiting for approval".to_string()],
+        (true, true) => vec!["waiting for the change window".to_string()],
+    }
 }
 
 fn breach_reason(stage: &Stage, metric: &Metric, reading: &Reading, history: &History) -> String {

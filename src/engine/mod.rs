@@ -9,6 +9,7 @@
 mod bake;
 mod hooks;
 pub mod verdict;
+mod window;
 
 #[cfg(test)]
 mod tests;
@@ -23,6 +24,8 @@ use crate::backend::{Backend, BackendError, Executor, Recovery, WeightChange};
 use crate::event::{Emitter, Event, Ledger, LedgerError, Outcome, OutcomeKind, Stamped};
 use crate::metrics::Probe;
 use crate::plan::{HaltAction, HookEvent, Plan, Stage, Weight};
+
+pub use window::{Clock, system_clock};
 
 /// How many times a rollback is tried before the run gives up and says traffic is unknown.
 const ROLLBACK_ATTEMPTS: u32 = 3;
@@ -109,6 +112,8 @@ pub struct Engine {
     pub start: Start,
     /// `rollout rollback`: the rollback is what was asked for, so a confirmed one is a success.
     pub requested_rollback: bool,
+    /// The wall clock, for the plan's change window.
+    pub clock: Clock,
 }
 
 struct State {
@@ -138,6 +143,17 @@ impl Engine {
             && let Err(e) = self.commit(Event::BackendState { state }).await
         {
             return self.unrecorded_start(e).await;
+        }
+        // Nothing starts outside the change window (not even a weight-0 stage's migrations).
+        if self.start == Start::Fresh
+            && !self.dry_run
+            && let Err(halt) = self.wait_for_window().await
+        {
+            let state = State {
+                weight: Weight::ZERO,
+                stage: 0,
+            };
+            return self.halt(halt, &state).await;
         }
         let (first, mut state) = match self.start.clone() {
             Start::Fresh => (

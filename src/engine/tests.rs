@@ -208,6 +208,13 @@ struct Setup {
     fail_weight: Option<f64>,
     rollback_fails: bool,
     ledger: Arc<dyn Ledger>,
+    /// The wall-clock time when the test starts.
+    wall_start: jiff::Timestamp,
+}
+
+/// A wall clock that moves with the paused tokio clock.
+fn paused_wall_clock(wall_start: jiff::Timestamp, start: Instant) -> super::Clock {
+    Arc::new(move || wall_start + start.elapsed())
 }
 
 /// A journal whose writes fail from the step `fails_from` matches on, as on a full disk.
@@ -290,6 +297,7 @@ impl Setup {
             fail_weight: None,
             rollback_fails: false,
             ledger: Arc::new(NoLedger),
+            wall_start: "2026-03-25T10:00:00Z".parse().expect("a timestamp"),
         }
     }
 
@@ -354,6 +362,7 @@ impl Setup {
             dry_run: false,
             start: super::Start::Fresh,
             requested_rollback: false,
+            clock: paused_wall_clock(self.wall_start, start),
         };
         let outcome = engine.run().await;
         let calls = log.calls.lock().unwrap().clone();
@@ -819,3 +828,5 @@ async fn a_passing_journal_fault_is_retried_and_the_run_goes_on() {
     assert_eq!(run.outcome.kind, OutcomeKind::Promoted);
     assert_eq!(failures.load(std::sync::atomic::Ordering::SeqCst), 3);
 }
+
+mod window;

@@ -181,6 +181,10 @@ pub fn secrets(plan: &Plan) -> Redactor {
             add(&endpoint.url, false);
         }
     }
+    // A notification's URL is a credential in itself (a Slack webhook URL is all it takes).
+    for secret in plan.notify.iter().flat_map(|n| n.secrets()) {
+        add(secret, true);
+    }
     Redactor::new(values)
 }
 

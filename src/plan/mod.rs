@@ -8,11 +8,14 @@ mod backend_fields;
 pub mod condition;
 pub mod diagnostic;
 pub mod model;
+pub mod notify;
 mod parse;
 mod raw;
 mod reader;
+pub mod schema;
 pub mod template;
 mod validate;
+pub mod window;
 
 use std::path::Path;
 
@@ -22,6 +25,8 @@ use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
 pub use model::*;
+pub use notify::{Notify, NotifyKind, NotifyOn};
+pub use window::Window;
 
 /// The outcome of checking one plan file: the plan when it is valid, and every diagnostic
 /// (errors and warnings) in file order either way.
@@ -159,7 +164,7 @@ fn syntax_diagnostics_as_reported(text: &str, errors: &[toml::de::Error]) -> Vec
 fn top_level_owner(key: &str) -> Option<String> {
     match key {
         "interval" | "bake" | "max_hold" | "on_timeout" | "on_interrupt" | "approval"
-        | "hook_timeout" => Some(format!(
+        | "hook_timeout" | "stuck_after" => Some(format!(
             "`{key}` goes under [defaults] (or in a [[stages]] entry)"
         )),
         "weight" => Some("`weight` belongs to each [[stages]] entry".to_string()),

@@ -23,6 +23,12 @@ pub struct Plan {
     pub hooks: Vec<PlanHook>,
     /// `[state]`: where the rollout's state lives, unless the command line or environment says.
     pub state: StateConfig,
+    /// `[[notify]]`: who is told what, in the background.
+    pub notify: Vec<super::notify::Notify>,
+    /// `[window]`: when the rollout may start or advance; `None`: any time.
+    pub window: Option<super::window::Window>,
+    /// `[defaults] stuck_after`: a stage that has not advanced after this long says so, once.
+    pub stuck_after: Option<Duration>,
     /// SHA-256 of the plan file's bytes (hex), so a resumed run can tell the plan changed.
     pub fingerprint: String,
 }

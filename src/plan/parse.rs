@@ -66,6 +66,8 @@ pub fn read_plan(root: &Table<'_, '_>) -> RawPlan {
             .collect();
         plan.stages = Some(At::new(stages, f.value.span()));
     }
+    plan.notify = super::notify::read(root);
+    plan.window = super::window::read(root);
     if let Some(f) = root.field("hooks") {
         plan.hooks = tables(&f)
             .iter()
@@ -118,6 +120,9 @@ fn read_defaults(table: &Table<'_, '_>) -> RawDefaults {
         approval: table.field("approval").and_then(|f| f.get().bool()),
         hook_timeout: table
             .field("hook_timeout")
+            .and_then(|f| f.get().positive_duration()),
+        stuck_after: table
+            .field("stuck_after")
             .and_then(|f| f.get().positive_duration()),
     };
     table.finish(|key| match key {
@@ -313,7 +318,7 @@ fn source_field_owner(key: &str, is_command: bool) -> Option<String> {
     }
 }
 
-fn read_headers(f: &Field<'_, '_>) -> Vec<(String, Template)> {
+pub(super) fn read_headers(f: &Field<'_, '_>) -> Vec<(String, Template)> {
     let Some(table) = f.get().table() else {
         return Vec::new();
     };
@@ -347,7 +352,7 @@ fn read_headers(f: &Field<'_, '_>) -> Vec<(String, Template)> {
 
 /// Marks every literal header value under `headers` as secret, before anything is reported
 /// about them or their neighbours: a diagnostic shows whole lines of the file.
-fn redact_header_values(headers: &Field<'_, '_>) {
+pub(super) fn redact_header_values(headers: &Field<'_, '_>) {
     let DeValue::Table(table) = headers.value.get_ref() else {
         return;
     };
@@ -394,7 +399,7 @@ fn warn_literal_credential(value: &Field<'_, '_>, name: &At<String>) {
 }
 
 /// A `${VAR}` template. URLs are checked for an http(s) scheme; header values are not shown.
-fn template(f: &Field<'_, '_>, is_url: bool) -> Option<At<Template>> {
+pub(super) fn template(f: &Field<'_, '_>, is_url: bool) -> Option<At<Template>> {
     let text = f.str()?;
     match Template::parse(text) {
         Ok(t) => {

@@ -22,6 +22,8 @@ pub struct RawPlan {
     pub stages: Option<At<Vec<RawStage>>>,
     pub hooks: Vec<RawPlanHook>,
     pub state: super::model::StateConfig,
+    pub notify: Vec<super::notify::Notify>,
+    pub window: Option<super::window::Window>,
 }
 
 #[derive(Debug, Default)]
@@ -33,6 +35,7 @@ pub struct RawDefaults {
     pub on_interrupt: Option<HaltAction>,
     pub approval: Option<bool>,
     pub hook_timeout: Option<Duration>,
+    pub stuck_after: Option<Duration>,
 }
 
 #[derive(Debug)]

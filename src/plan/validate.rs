@@ -58,6 +58,9 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
         stages: stages?,
         hooks: hooks?,
         state: raw.state,
+        notify: raw.notify,
+        window: raw.window,
+        stuck_after: raw.defaults.stuck_after,
         fingerprint,
     })
 }

@@ -2,11 +2,16 @@
 //! timestamped lines), for machines (JSON lines), and at the end (a summary table, an evidence
 //! file). Each can write into a `String`, so its output is snapshot-tested.
 
+pub mod commands;
 pub mod evidence;
+pub mod github;
+pub mod gitlab;
 pub mod json;
 pub mod plain;
+pub mod plan_json;
 pub mod plan_table;
 pub mod progress;
+pub mod runbook;
 pub mod summary;
 pub mod text;
 

@@ -48,7 +48,8 @@ pub fn render(plan: &Plan, width: u16) -> String {
     format!(
         "{name}{description}: {strategy} through the {backend} backend\n{table}\n\
          Minimum duration: {min} (every stage passes when its bake ends)\n\
-         Worst case:       {worst} (every stage uses its full max_hold; hooks run to their timeouts)\n",
+         Worst case:       {worst} (every stage uses its full max_hold; hooks run to their timeouts)\n{extra}",
+        extra = extras(plan),
         name = plan.name,
         strategy = plan.strategy,
         backend = plan.backend.type_name(),
@@ -57,7 +58,31 @@ pub fn render(plan: &Plan, width: u16) -> String {
     )
 }
 
-fn gates(plan: &Plan, stage: &Stage) -> String {
+/// The window, the stuck alarm and the notifications, one line each when the plan has them.
+fn extras(plan: &Plan) -> String {
+    let mut out = String::new();
+    if let Some(window) = &plan.window {
+        out.push_str(&format!(
+            "Change window:    {window} (outside it nothing starts or advances; rolling back is always allowed)\n"
+        ));
+    }
+    if let Some(after) = plan.stuck_after {
+        out.push_str(&format!(
+            "Stuck after:      {} in a stage\n",
+            text::duration(after)
+        ));
+    }
+    for notify in &plan.notify {
+        let on: Vec<&str> = notify.on.iter().map(|on| on.as_str()).collect();
+        out.push_str(&format!(
+            "Notifies:         {notify} on {}\n",
+            on.join(", ")
+        ));
+    }
+    out
+}
+
+pub(crate) fn gates(plan: &Plan, stage: &Stage) -> String {
     if stage.weight.is_zero() {
         return "- (no traffic to measure)".to_string();
     }

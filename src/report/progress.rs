@@ -134,6 +134,10 @@ impl Reporter for ProgressReporter {
                 let message = format!("{}: waiting for approval", bars.stage);
                 bars.header.set_message(message);
             }
+            Event::WindowClosed { opens, .. } => {
+                let message = format!("{}: waiting for the change window ({opens})", bars.stage);
+                bars.header.set_message(message);
+            }
             Event::Finished(_) => {
                 for (_, bar) in std::mem::take(&mut bars.metrics) {
                     bar.finish_and_clear();

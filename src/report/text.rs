@@ -174,6 +174,35 @@ pub fn line(event: &Event, verbosity: Verbosity) -> Option<String> {
         Event::Holding { stage, reasons } if normal => {
             format!("stage {stage}: bake over, holding: {}", reasons.join("; "))
         }
+        Event::Stuck {
+            stage,
+            weight,
+            after,
+            reasons,
+        } => format!(
+            "stage {stage}: stuck at {} for {}: {}",
+            percent(*weight),
+            duration(*after),
+            reasons.join("; ")
+        ),
+        Event::WindowClosed {
+            stage: 0,
+            window,
+            opens,
+            ..
+        } => format!(
+            "the change window ({window}) is closed: nothing starts until it opens, {opens}"
+        ),
+        Event::WindowClosed {
+            stage,
+            weight,
+            window,
+            opens,
+            ..
+        } if normal => format!(
+            "stage {stage}: ready to advance, but the change window ({window}) is closed: holding at {} and still measuring until it opens, {opens}",
+            percent(*weight)
+        ),
         Event::AwaitingApproval { stage, how } => {
             format!("stage {stage}: waiting for approval: {how}")
         }

@@ -1,4 +1,4 @@
-//! Dependencies run one way: plan <- exec <- metrics, backend <- event <- engine <- report,
+//! Dependencies run one way: plan <- exec <- metrics, backend <- event <- engine <- report <- notify,
 //! state <- cli. A module that imports one above it fails here, naming the file and the import.
 
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
         ],
     ),
     ("report", &["plan", "exec", "event", "exit"]),
+    ("notify", &["plan", "exec", "event", "exit", "report"]),
     ("state", &["plan", "exec", "event", "approval", "exit"]),
 ];
 

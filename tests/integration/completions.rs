@@ -62,3 +62,41 @@ fn exit_codes_are_documented_as_defined() {
         "{help}"
     );
 }
+
+/// The man pages in man/ must match what clap_mangen makes of the CLI today.
+#[test]
+fn committed_man_pages_match_the_cli() {
+    let generated = tempfile::tempdir().unwrap();
+    let output = Command::new(rollout_bin())
+        .arg("man")
+        .arg(generated.path())
+        .output()
+        .expect("run rollout man");
+    assert!(output.status.success(), "rollout man failed");
+    let names = |dir: &Path| {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    };
+    let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("man");
+    let regenerate = "regenerate them with:\n  rm -rf man && cargo run -q -- man man";
+    assert_eq!(
+        names(&committed),
+        names(generated.path()),
+        "man/ has other pages than the CLI; {regenerate}"
+    );
+    for page in names(generated.path()) {
+        let want = std::fs::read(generated.path().join(&page)).unwrap();
+        let have = std::fs::read(committed.join(&page)).unwrap_or_default();
+        assert!(
+            have == want,
+            "man/{page} is out of date with the CLI; {regenerate}"
+        );
+    }
+}

@@ -78,6 +78,9 @@ impl Test {
             .current_dir(self.dir.path())
             .env_remove("NO_COLOR")
             .env_remove("ROLLOUT_STATE_DIR")
+            // Outputs are asserted as they are outside CI, wherever the tests run.
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITLAB_CI")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .output()

@@ -1529,3 +1529,206 @@ fn alb_weights_finer_than_a_tenth_of_a_percent() {
         )
         .run();
 }
+
+#[test]
+fn window_fields_are_checked_in_the_zone_they_name() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["true"]
+
+        [window]
+        days = ["mon", "tuesday", "frd"]
+        hours = "16:00-09:00"
+        timezone = "Europe/Berlinn"
+        freeze = ["2026-12-20/2027-01-04", "2026-13-01", "2027-01-04/2026-12-20"]
+        weekends = false
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: window.days: `frd` is not a day of the week
+         --> plan.toml:7:27
+          |
+        7 | days = ["mon", "tuesday", "frd"]
+          |                           ^^^^^ unknown day
+          |
+          = help: did you mean "fri"?
+
+        error: window.hours: `16:00-09:00` ends before it starts
+         --> plan.toml:8:10
+          |
+        8 | hours = "16:00-09:00"
+          |          ^^^^^^^^^^^ empty or overnight range
+          |
+          = help: a window's hours lie within one day, from 00:00 up to 24:00, e.g. "09:00-16:00"
+
+        error: window.timezone: `Europe/Berlinn` is not a time zone rollout knows
+         --> plan.toml:9:12
+          |
+        9 | timezone = "Europe/Berlinn"
+          |            ^^^^^^^^^^^^^^^^ unknown time zone
+          |
+          = help: did you mean "Europe/Berlin"?
+
+        error: window.freeze: `2026-13-01` is not a freeze period
+          --> plan.toml:10:36
+           |
+        10 | freeze = ["2026-12-20/2027-01-04", "2026-13-01", "2027-01-04/2026-12-20"]
+           |                                    ^^^^^^^^^^^^ expected YYYY-MM-DD/YYYY-MM-DD
+           |
+           = help: write the first and last day frozen, both included: "2026-12-20/2027-01-04" (or one day: "2026-12-25")
+
+        error: window.freeze: `2027-01-04/2026-12-20` is not a freeze period
+          --> plan.toml:10:50
+           |
+        10 | freeze = ["2026-12-20/2027-01-04", "2026-13-01", "2027-01-04/2026-12-20"]
+           |                                                  ^^^^^^^^^^^^^^^^^^^^^^^ the last day is before the first
+           |
+           = help: write the first and last day frozen, both included: "2026-12-20/2027-01-04" (or one day: "2026-12-25")
+
+        error: window.weekends: unknown field `weekends`
+          --> plan.toml:11:1
+           |
+        11 | weekends = false
+           | ^^^^^^^^ unknown field
+           |
+           = help: valid fields here: `days`, `freeze`, `hours`, `timezone`
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:14:10
+           |
+        14 | weight = 100
+           |          ^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (6 errors, 1 warning)
+        "#,
+        )
+        .run();
+}
+
+#[test]
+fn notify_entries_keep_their_secrets() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [defaults]
+        stuck_after = "0s"
+
+        [backend]
+        type = "command"
+        set_weight = ["true"]
+
+        [[notify]]
+        type = "slack"
+        url = "https://hooks.slack.com/services/T0/B0/SECRETXYZ"
+        secret = "abc"
+        on = ["promoted", "rolledback"]
+
+        [[notify]]
+        type = "webhook"
+        url = "ftp://${HOOK_HOST}/hook"
+        secret = "literal-secret"
+        headers = { Authorization = "Bearer tok123" }
+        on = []
+
+        [[notify]]
+        type = "email"
+        url = "${HOOK_URL}"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: defaults.stuck_after: must be longer than zero
+         --> plan.toml:3:15
+          |
+        3 | stuck_after = "0s"
+          |               ^^^^ zero
+          |
+          = help: for example: "30s"
+
+        error: notify[0].secret: unknown field `secret`
+          --> plan.toml:12:1
+           |
+        12 | secret = *****
+           | ^^^^^^ not valid here
+           |
+           = help: a Slack incoming webhook takes no `secret`; use type = "webhook" for a signed or authenticated endpoint
+
+        error: notify[0].on: `rolledback` is not one of "started", "stage-started", "stage-passed", "approval-needed", "stuck", "promoted", "rolled-back", "paused" or "rollback-failed"
+          --> plan.toml:13:19
+           |
+        13 | on = ["promoted", "rolledback"]
+           |                   ^^^^^^^^^^^^ unknown value
+           |
+           = help: did you mean "rolled-back"?
+
+        error: notify[1].url: is not an http:// or https:// URL
+          --> plan.toml:17:7
+           |
+        17 | url = *************************
+           |       ^^^^^^^^^^^^^^^^^^^^^^^^^ expected a URL
+           |
+           = help: for example: "http://127.0.0.1:9090"
+
+        warning: notify[1].secret: a signing secret is written into the plan file
+          --> plan.toml:18:10
+           |
+        18 | secret = ****************
+           |          ^^^^^^^^^^^^^^^^ read it from the environment instead
+           |
+           = help: for example: secret = "${ROLLOUT_WEBHOOK_SECRET}"
+
+        warning: notify[1].headers.Authorization: a credential is written into the plan file
+          --> plan.toml:19:29
+           |
+        19 | headers = { Authorization = *************** }
+           |                             ^^^^^^^^^^^^^^^ read it from the environment instead
+           |
+           = help: for example: Authorization = "Bearer ${PROM_TOKEN}"
+
+        error: notify[1].on: `on` names no event
+          --> plan.toml:20:6
+           |
+        20 | on = []
+           |      ^^ empty
+           |
+           = help: name the events to send, e.g. on = ["rolled-back", "rollback-failed"], or leave `on` out for the defaults
+
+        error: notify[2].type: `email` is not one of "slack" or "webhook"
+          --> plan.toml:23:8
+           |
+        23 | type = "email"
+           |        ^^^^^^^ unknown value
+           |
+           = help: use one of "slack" or "webhook"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:27:10
+           |
+        27 | weight = 100
+           |          ^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (6 errors, 3 warnings)
+        "#,
+        )
+        .run();
+}

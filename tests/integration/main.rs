@@ -8,15 +8,20 @@
 //! service fails them loudly.
 
 mod architecture;
+mod ci;
 mod completions;
 mod dry_run;
 mod faults;
 mod harness;
 mod invalid_plans;
+mod notify;
 mod parser_fuzz;
+mod plan_documents;
 mod plan_table;
 mod plans_dir;
 mod running;
+mod schema;
+mod window;
 
 #[cfg(feature = "e2e")]
 mod demo;

@@ -78,6 +78,8 @@ impl Running {
     ) -> Running {
         let mut child = Command::new(rollout_bin())
             .args(args)
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITLAB_CI")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .current_dir(dir)
             .stdin(Stdio::null())
