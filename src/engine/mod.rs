@@ -33,6 +33,7 @@ fn change_at(stage: usize, weight: Weight, previous: Weight) -> WeightChange {
         stage,
         weight,
         previous,
+        segments: crate::plan::SegmentSet::EMPTY,
     }
 }
 
@@ -198,6 +199,7 @@ impl Engine {
             stage: stage.number,
             weight: stage.weight,
             previous: state.weight,
+            segments: stage.segments,
         };
         let intent = Event::StageStarted {
             stage: stage.number,

@@ -181,6 +181,10 @@ pub fn secrets(plan: &Plan) -> Redactor {
             add(&endpoint.url, false);
         }
     }
+    if let crate::plan::Backend::Unleash(unleash) = &plan.backend {
+        add(&unleash.url, false);
+        add(&unleash.token, true);
+    }
     Redactor::new(values)
 }
 

@@ -7,10 +7,12 @@
 mod backend_fields;
 pub mod condition;
 pub mod diagnostic;
+mod flags;
 pub mod model;
 mod parse;
 mod raw;
 mod reader;
+mod segments;
 pub mod template;
 mod validate;
 
@@ -21,7 +23,12 @@ use thiserror::Error;
 use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
+pub use flags::{
+    DEFAULT_CLEANUP_AFTER, FLAGD_STEPS_PER_PERCENT, FlagSpec, FlagdBackend,
+    UNLEASH_STEPS_PER_PERCENT, UnleashBackend,
+};
 pub use model::*;
+pub use segments::{AttributeTest, MAX_SEGMENTS, Segment, SegmentRule, SegmentSet};
 
 /// The outcome of checking one plan file: the plan when it is valid, and every diagnostic
 /// (errors and warnings) in file order either way.

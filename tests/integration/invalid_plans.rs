@@ -929,7 +929,7 @@ fn unknown_backend_type() {
         .status(2)
         .stderr(
             r#"
-        error: backend.type: `ngnix` is not one of "nginx", "kubectl", "ecs" or "command"
+        error: backend.type: `ngnix` is not one of "nginx", "kubectl", "ecs", "command", "flagd" or "unleash"
          --> plan.toml:3:8
           |
         3 | type = "ngnix"
