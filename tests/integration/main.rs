@@ -23,6 +23,8 @@ mod demo;
 #[cfg(feature = "e2e")]
 mod e2e_ecs;
 #[cfg(feature = "e2e")]
+mod e2e_flagd;
+#[cfg(feature = "e2e")]
 mod e2e_kubectl;
 #[cfg(feature = "e2e")]
 mod e2e_nginx;
