@@ -37,8 +37,12 @@ mod e2e_sources;
 #[cfg(feature = "e2e")]
 mod e2e_state;
 #[cfg(feature = "e2e")]
+mod e2e_unleash;
+#[cfg(feature = "e2e")]
 mod http_stub;
 #[cfg(feature = "e2e")]
 mod lab;
 #[cfg(feature = "e2e")]
 mod lab_smoke;
+#[cfg(feature = "e2e")]
+mod unleash_lab;

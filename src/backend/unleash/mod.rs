@@ -224,9 +224,26 @@ impl Unleash {
     }
 
     /// Makes the environment's strategies exactly `wanted` (ours), removing the saved ones
-    /// and refusing to remove any other: what is not journaled could not be put back.
+    /// and refusing to remove any other: what is not journaled could not be put back. New
+    /// strategies go in first: Unleash disables a flag whose last strategy is deleted.
     async fn sync(&self, found: &[Value], wanted: &[Value]) -> Result<(), BackendError> {
         let strategies = format!("{}/strategies", self.environment_path());
+        if let Some(foreign) = found
+            .iter()
+            .find(|s| !self.owned.is_ours(s) && !self.was_saved(s))
+        {
+            return Err(BackendError::Precondition(format!(
+                "flag `{}` got a strategy in `{}` during the rollout that rollout did not put there ({}); rollout removes only strategies it journaled, so nothing more was changed",
+                self.spec.flag,
+                self.spec.environment,
+                strategies::describe(foreign)
+            )));
+        }
+        for w in wanted {
+            if !found.iter().any(|f| self.owned.same_title(w, f)) {
+                self.expect_ok(Method::Post, &strategies, Some(w)).await?;
+            }
+        }
         for strategy in found {
             let id = strategy["id"].as_str().unwrap_or_default();
             let path = format!("{strategies}/{id}");
@@ -235,22 +252,9 @@ impl Unleash {
                 Some(w) => {
                     self.expect_ok(Method::Put, &path, Some(w)).await?;
                 }
-                None if self.owned.is_ours(strategy) || self.was_saved(strategy) => {
+                None => {
                     self.expect_ok(Method::Delete, &path, None).await?;
                 }
-                None => {
-                    return Err(BackendError::Precondition(format!(
-                        "flag `{}` got a strategy in `{}` during the rollout that rollout did not put there ({}); rollout removes only strategies it journaled, so nothing more was changed",
-                        self.spec.flag,
-                        self.spec.environment,
-                        strategies::describe(strategy)
-                    )));
-                }
-            }
-        }
-        for w in wanted {
-            if !found.iter().any(|f| self.owned.same_title(w, f)) {
-                self.expect_ok(Method::Post, &strategies, Some(w)).await?;
             }
         }
         Ok(())
@@ -285,8 +289,10 @@ impl Unleash {
 
     async fn apply(&mut self, change: WeightChange) -> Result<(), BackendError> {
         let wanted = self.owned.wanted(change.weight, change.segments);
-        let (enabled, found) = self.environment().await?;
+        let (_, found) = self.environment().await?;
         self.sync(&found, &wanted).await?;
+        // Enabled last, once only our strategies decide who gets the flag.
+        let (enabled, _) = self.environment().await?;
         if !enabled {
             self.switch(true).await?;
         }
