@@ -4,6 +4,7 @@ mod approve;
 mod args;
 mod attend;
 mod completions;
+mod hygiene;
 mod list;
 mod plan_cmd;
 mod resume;

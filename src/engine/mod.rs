@@ -230,6 +230,14 @@ impl Engine {
             weight: stage.weight.percent(),
         })
         .await;
+        if !stage.segments.is_empty() {
+            let plan = &self.plan;
+            let names = stage.segments.iter().filter_map(|i| plan.segments.get(i));
+            self.events.emit(Event::SegmentsApplied {
+                stage: stage.number,
+                segments: names.map(|s| s.name.to_string()).collect(),
+            });
+        }
         self.check_interrupt()?;
         for hook in &stage.hooks {
             let env = hooks::stage_env(&self.plan, change);

@@ -11,6 +11,7 @@ mod architecture;
 mod completions;
 mod dry_run;
 mod faults;
+mod flag_plans;
 mod harness;
 mod invalid_plans;
 mod parser_fuzz;

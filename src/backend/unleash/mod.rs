@@ -331,11 +331,9 @@ impl Backend for Unleash {
         self.apply(change).await
     }
 
-    /// Everyone has the flag: the segments' strategies have nothing left to add.
+    /// At 100% only rollout's share is left, at 100%: nothing more to change.
     async fn promote(&mut self) -> Result<(), BackendError> {
-        let mut full = self.current;
-        full.segments = crate::plan::SegmentSet::EMPTY;
-        self.apply(full).await
+        Ok(())
     }
 
     async fn rollback(&mut self) -> Result<(), BackendError> {
