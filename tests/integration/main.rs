@@ -20,6 +20,8 @@ mod plans_dir;
 mod running;
 
 #[cfg(feature = "e2e")]
+mod bench_flag_rollback;
+#[cfg(feature = "e2e")]
 mod demo;
 #[cfg(feature = "e2e")]
 mod e2e_ecs;
