@@ -59,7 +59,12 @@ fn measure(dir: &Path, gone: impl Fn() -> bool + Send + 'static) -> Duration {
         .stderr(Stdio::null())
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     // Unleash's client API serves from a cache: the change may show up after rollout is done.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while seen.lock().unwrap().is_none() && std::time::Instant::now() < deadline {
@@ -98,7 +103,8 @@ fn bench_flag_rollback() {
         let dir = tempfile::tempdir().unwrap();
         let flags = dir.path().join("flags.json");
         std::fs::write(&flags, FLAGS).unwrap();
-        let backend = "[backend]\ntype = \"flagd\"\nflags_file = \"flags.json\"\nflag = \"new-checkout\"";
+        let backend =
+            "[backend]\ntype = \"flagd\"\nflags_file = \"flags.json\"\nflag = \"new-checkout\"";
         std::fs::write(dir.path().join("plan.toml"), plan(backend)).unwrap();
         flagd.push(measure(dir.path(), move || {
             std::fs::read_to_string(&flags).is_ok_and(|t| !t.contains("fractional"))
@@ -120,7 +126,11 @@ fn bench_flag_rollback() {
             "[backend]\ntype = \"unleash\"\nurl = \"{}\"\ntoken = \"${{UNLEASH_TOKEN}}\"\nenvironment = \"production\"\nflag = \"{flag}\"",
             lab.url()
         );
-        std::fs::write(dir.path().join("plan.toml"), plan(&backend).replace("\"bench\"", &format!("\"{flag}\""))).unwrap();
+        std::fs::write(
+            dir.path().join("plan.toml"),
+            plan(&backend).replace("\"bench\"", &format!("\"{flag}\"")),
+        )
+        .unwrap();
         let (client, url) = (client.clone(), lab.url());
         unleash.push(measure(dir.path(), move || {
             let features: Value = client
@@ -135,5 +145,8 @@ fn bench_flag_rollback() {
                 .is_some_and(|f| f["enabled"] == false)
         }));
     }
-    summary("unleash: rolling-back event -> client API serves the flag disabled", unleash);
+    summary(
+        "unleash: rolling-back event -> client API serves the flag disabled",
+        unleash,
+    );
 }

@@ -248,3 +248,45 @@ fn after_a_promotion_status_tells_how_long_the_flag_is_on_and_validate_asks_to_r
         "{status}"
     );
 }
+
+#[test]
+fn someone_else_editing_the_rolled_out_flag_stops_the_run_and_the_kill_switch_still_works() {
+    // The stage 1 hook plays a colleague who turns the flag on for everyone by hand.
+    let ran = Test::new()
+        .plan(
+            r#"
+            name = "checkout"
+            [defaults]
+            bake = "100ms"
+            interval = "100ms"
+            [backend]
+            type = "flagd"
+            flags_file = "flags.json"
+            flag = "new-checkout"
+            [[stages]]
+            weight = 10
+            [[stages.hooks]]
+            run = ["sed", "-i", "s/\"defaultVariant\": \"off\"/\"defaultVariant\": \"on\"/", "flags.json"]
+            [[stages]]
+            weight = 100
+            "#,
+        )
+        .file("flags.json", FLAGS)
+        .args(&["run", "plan.toml"])
+        .status(1)
+        .run();
+    let stderr = String::from_utf8_lossy(&ran.output.stderr);
+    assert!(
+        stderr.contains("FAILED: Could not proceed: stage 2 could not set the weight to 100%: the flags file flags.json was edited by someone else: flag `new-checkout` is no longer as rollout left it"),
+        "{stderr}"
+    );
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(ran.dir.path().join("flags.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        doc["flags"]["new-checkout"]["defaultVariant"], "off",
+        "the kill switch"
+    );
+    assert!(doc["flags"]["new-checkout"].get("targeting").is_none());
+    assert_eq!(doc["flags"]["banner"]["defaultVariant"], "a");
+}
