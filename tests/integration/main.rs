@@ -3,7 +3,8 @@
 //!
 //! `cargo test` runs the tests that need nothing but the binary (parser, diagnostics, dry runs,
 //! plan tables, faults of the tool's own plumbing, ...). The end-to-end tiers need real
-//! services (nginx, Prometheus, the Kubernetes API emulator, moto) and run with
+//! services (nginx, Prometheus, the Kubernetes API emulator, moto, the OpenFeature flagd
+//! provider, unleash-server on PostgreSQL) and run with
 //! `--features e2e` (`./scripts/test.sh` installs the services and runs everything); a missing
 //! service fails them loudly.
 
