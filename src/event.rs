@@ -133,6 +133,12 @@ pub enum Event {
         stage: usize,
         weight: f64,
     },
+    /// Segments that get the new version in this stage whatever the weight (its own and
+    /// every earlier stage's), once the backend has applied them.
+    SegmentsApplied {
+        stage: usize,
+        segments: Vec<String>,
+    },
     /// A backend action or a hook: done, or in a dry run, what would be done.
     Action {
         #[serde(skip_serializing_if = "Option::is_none")]

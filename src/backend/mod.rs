@@ -7,8 +7,10 @@
 
 pub mod command;
 pub mod ecs;
+pub mod flagd;
 pub mod kubectl;
 pub mod nginx;
+pub mod unleash;
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use thiserror::Error;
 
 pub use crate::exec::{Cmd, ExecError, Executor, Output};
 
-use crate::plan::{Plan, Weight};
+use crate::plan::{Plan, SegmentSet, Weight};
 
 /// What `rollout rollback` knows when no journal says what the run changed: the plan, and what
 /// the person adds on the command line.
@@ -33,6 +35,9 @@ pub struct WeightChange {
     pub stage: usize,
     pub weight: Weight,
     pub previous: Weight,
+    /// The segments that get the new version whatever the weight: the stage's own and every
+    /// earlier stage's (indexes into the plan's segments, which backends get at construction).
+    pub segments: SegmentSet,
 }
 
 impl WeightChange {
@@ -41,15 +46,22 @@ impl WeightChange {
         stage: 0,
         weight: Weight::ZERO,
         previous: Weight::ZERO,
+        segments: SegmentSet::EMPTY,
     };
 
-    /// Back to stable from here, within the same stage.
+    /// Back to stable from here, within the same stage: no weight, no segments.
     pub fn to_stable(self) -> WeightChange {
         WeightChange {
             stage: self.stage,
             weight: Weight::ZERO,
             previous: self.weight,
+            segments: SegmentSet::EMPTY,
         }
+    }
+
+    /// Whether the new version gets nobody.
+    pub fn is_stable(self) -> bool {
+        self.weight.is_zero() && self.segments.is_empty()
     }
 }
 
@@ -135,6 +147,13 @@ pub enum BackendError {
     UnexpectedOutput { purpose: String, problem: String },
     #[error("the {0} backend is not available in this build yet")]
     Unsupported(&'static str),
+    /// An API the backend drives (Unleash) failed to answer, or answered with an error.
+    #[error("{0}")]
+    Api(String),
+    /// The backend cannot be set up from the plan and the environment (a `${VAR}` that is not
+    /// set): nothing was touched.
+    #[error("{0}")]
+    Setup(String),
     /// An AWS call, resource, credential or deployment problem of the ECS backend.
     #[error(transparent)]
     Ecs(#[from] ecs::EcsError),
@@ -223,6 +242,12 @@ pub fn build(plan: &Plan, exec: Arc<dyn Executor>) -> Result<Box<dyn Backend>, B
         ))),
         crate::plan::Backend::Kubectl(spec) => Ok(kubectl::build(spec, exec)),
         crate::plan::Backend::Ecs(spec) => Ok(ecs::build(spec.clone(), exec)),
+        crate::plan::Backend::Flagd(spec) => {
+            Ok(Box::new(flagd::Flagd::new(plan, spec.clone(), exec)))
+        }
+        crate::plan::Backend::Unleash(spec) => {
+            Ok(Box::new(unleash::Unleash::new(plan, spec.clone(), exec)?))
+        }
     }
 }
 

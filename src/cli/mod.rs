@@ -5,6 +5,7 @@ mod args;
 mod attend;
 mod ci;
 mod completions;
+mod hygiene;
 mod list;
 mod plan_cmd;
 mod resume;

@@ -193,6 +193,11 @@ impl Session {
         };
         let mut backend = match backend::build(&plan, exec.clone()) {
             Ok(backend) => backend,
+            // Like a source's, a backend's `${VAR}` that is not set is a usage error.
+            Err(e @ backend::BackendError::Setup(_)) => {
+                eprintln!("error: {e}; nothing was changed");
+                return Ok(Err(Exit::Invalid));
+            }
             Err(e) => {
                 eprintln!("error: {e}; nothing was changed");
                 return Ok(Err(Exit::CouldNotProceed));

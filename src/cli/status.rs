@@ -22,6 +22,9 @@ struct StatusJson<'a> {
     next: String,
     /// Who holds the rollout (or last did), and on a shared store until when.
     holder: Option<&'a Holding>,
+    /// After a flag rollout is promoted: how long the flag has been fully on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    flag: Option<String>,
     journal: &'a Journal,
 }
 
@@ -56,8 +59,16 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
             Err(e) => return Ok(super::state::failed(&e)),
         };
         let running = journal.status.is_active() && holding.as_ref().is_some_and(|h| h.live);
+        // The plan says whether this was a flag: the one given, else the one the run used.
+        let plan = plan.or_else(|| rollout::plan::load(&journal.plan_path).ok()?.plan);
+        let flag = plan
+            .as_ref()
+            .and_then(|plan| super::hygiene::status_line(&journal, plan));
         match args.output {
-            OutputFormat::Human => print!("{}", render(&journal, running, holding.as_ref())),
+            OutputFormat::Human => print!(
+                "{}",
+                render(&journal, running, holding.as_ref(), flag.as_deref())
+            ),
             OutputFormat::Json => {
                 let json = StatusJson {
                     name: &name,
@@ -66,6 +77,7 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
                     traffic: traffic(&journal),
                     next: next_step(&journal, running),
                     holder: holding.as_ref(),
+                    flag,
                     journal: &journal,
                 };
                 println!("{}", serde_json::to_string_pretty(&json)?);
@@ -177,7 +189,12 @@ fn next_step(journal: &Journal, running: bool) -> String {
     }
 }
 
-fn render(journal: &Journal, running: bool, holding: Option<&Holding>) -> String {
+fn render(
+    journal: &Journal,
+    running: bool,
+    holding: Option<&Holding>,
+    flag: Option<&str>,
+) -> String {
     let mut out = format!(
         "{}: {} {} (since {})\n",
         journal.name,
@@ -224,6 +241,9 @@ fn render(journal: &Journal, running: bool, holding: Option<&Holding>) -> String
         for (name, m) in metrics {
             row("", line(name, m));
         }
+    }
+    if let Some(flag) = flag {
+        row("flag", flag.to_string());
     }
     row("plan", journal.plan_path.display().to_string());
     row("next", next_step(journal, running));

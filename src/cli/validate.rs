@@ -43,20 +43,27 @@ pub fn validate(args: &ValidateArgs, color: bool) -> anyhow::Result<Exit> {
         };
         let valid = checked.plan.is_some();
         all_valid &= valid;
+        // A promoted flag past its cleanup_after, from the local journal (no network).
+        let stale = checked
+            .plan
+            .as_ref()
+            .and_then(|plan| super::hygiene::stale_flag(&checked.file, plan));
+        let mut diagnostics: Vec<_> = checked.diagnostics.iter().chain(&stale).cloned().collect();
+        diagnostics.sort_by_key(|d| (d.span.start, d.severity));
+        let warnings = checked.warnings() + usize::from(stale.is_some());
         match args.output {
             OutputFormat::Human => {
-                eprint!("{}", checked.file.render(&checked.diagnostics, color));
+                eprint!("{}", checked.file.render(&diagnostics, color));
                 let verdict = if valid { "valid" } else { "invalid" };
-                let counts = count_summary(checked.errors(), checked.warnings());
+                let counts = count_summary(checked.errors(), warnings);
                 eprintln!("{}: {verdict} ({counts})", path.display());
             }
             OutputFormat::Json => json_files.push(FileResult {
                 file: path.display().to_string(),
                 valid,
                 errors: checked.errors(),
-                warnings: checked.warnings(),
-                diagnostics: checked
-                    .diagnostics
+                warnings,
+                diagnostics: diagnostics
                     .iter()
                     .map(|d| checked.file.to_json(d))
                     .collect(),

@@ -36,6 +36,7 @@ fn change_at(stage: usize, weight: Weight, previous: Weight) -> WeightChange {
         stage,
         weight,
         previous,
+        segments: crate::plan::SegmentSet::EMPTY,
     }
 }
 
@@ -214,6 +215,7 @@ impl Engine {
             stage: stage.number,
             weight: stage.weight,
             previous: state.weight,
+            segments: stage.segments,
         };
         let intent = Event::StageStarted {
             stage: stage.number,
@@ -244,6 +246,14 @@ impl Engine {
             weight: stage.weight.percent(),
         })
         .await;
+        if !stage.segments.is_empty() {
+            let plan = &self.plan;
+            let names = stage.segments.iter().filter_map(|i| plan.segments.get(i));
+            self.events.emit(Event::SegmentsApplied {
+                stage: stage.number,
+                segments: names.map(|s| s.name.to_string()).collect(),
+            });
+        }
         self.check_interrupt()?;
         for hook in &stage.hooks {
             let env = hooks::stage_env(&self.plan, change);

@@ -185,6 +185,10 @@ pub fn secrets(plan: &Plan) -> Redactor {
     for secret in plan.notify.iter().flat_map(|n| n.secrets()) {
         add(secret, true);
     }
+    if let crate::plan::Backend::Unleash(unleash) = &plan.backend {
+        add(&unleash.url, false);
+        add(&unleash.token, true);
+    }
     Redactor::new(values)
 }
 

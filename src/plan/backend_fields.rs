@@ -4,11 +4,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::diagnostic::{Diagnostic, Span};
+use super::flags::{FLAGD_STEPS_PER_PERCENT, UNLEASH_STEPS_PER_PERCENT};
 use super::model::*;
 use super::raw::{RawBackend, RawStage};
 use super::reader::{At, Cx, Table, join};
 
-const TYPES: [&str; 4] = ["nginx", "kubectl", "ecs", "command"];
+const TYPES: [&str; 6] = ["nginx", "kubectl", "ecs", "command", "flagd", "unleash"];
 
 /// A backend type, and the mode when the field belongs to one mode only.
 type Owner = (&'static str, Option<&'static str>);
@@ -56,7 +57,26 @@ const FIELD_OWNERS: &[(&str, &[Owner])] = &[
     ("promote", &[("command", None)]),
     ("rollback", &[("command", None)]),
     ("verify", &[("command", None)]),
-    ("timeout", &[("command", None)]),
+    ("timeout", &[("command", None), ("unleash", None)]),
+    ("flags_file", &[("flagd", None)]),
+    ("flag", &[("flagd", None), ("unleash", None)]),
+    ("on_variant", &[("flagd", None)]),
+    ("off_variant", &[("flagd", None)]),
+    ("cleanup_after", &[("flagd", None), ("unleash", None)]),
+    ("url", &[("unleash", None)]),
+    ("token", &[("unleash", None)]),
+    ("project", &[("unleash", None)]),
+    ("environment", &[("unleash", None)]),
+    ("stickiness", &[("unleash", None)]),
+    (
+        "segments",
+        &[
+            ("flagd", None),
+            ("unleash", None),
+            ("nginx", None),
+            ("kubectl", Some("gateway")),
+        ],
+    ),
 ];
 
 /// Why `key` is not valid in a backend of type `kind` (and `mode`), naming where it belongs.
@@ -85,9 +105,13 @@ pub fn read_backend(table: &Table<'_, '_>) -> RawBackend {
         Some("nginx") => nginx(table).map(Backend::Nginx),
         Some("kubectl") => kubectl(table).map(Backend::Kubectl),
         Some("ecs") => ecs(table).map(Backend::Ecs),
+        Some("flagd") => super::flags::flagd(table).map(Backend::Flagd),
+        Some("unleash") => super::flags::unleash(table).map(Backend::Unleash),
         Some(_) => command(table).map(Backend::Command),
         None => None,
     };
+    let segments = segment_family(kind, table.peek_str("mode"))
+        .map_or_else(Vec::new, |family| super::segments::read(table, family));
     if let Some(kind) = kind {
         let mode = table
             .peek_str("mode")
@@ -97,6 +121,18 @@ pub fn read_backend(table: &Table<'_, '_>) -> RawBackend {
     RawBackend {
         header: table.span(),
         spec,
+        segments,
+    }
+}
+
+/// What a backend's segments match on; `None` for backends that have none (their
+/// `segments` field is then reported as misplaced).
+fn segment_family(kind: Option<&str>, mode: Option<&str>) -> Option<super::segments::Family> {
+    use super::segments::Family;
+    match (kind?, mode) {
+        ("flagd" | "unleash", _) => Some(Family::Attribute),
+        ("nginx", _) | ("kubectl", Some("gateway")) => Some(Family::Request),
+        _ => None,
     }
 }
 
@@ -568,9 +604,12 @@ pub fn check_backend_weights(
                 mode: EcsMode::Alb(_),
                 ..
             }) => check_step(cx, stage, (path, span), "ECS ALB", 10),
+            Backend::Flagd(_) => super::flags::check_step(cx, stage, path, span, "flagd", FLAGD_STEPS_PER_PERCENT),
+            Backend::Unleash(_) => super::flags::check_step(cx, stage, path, span, "unleash", UNLEASH_STEPS_PER_PERCENT),
             _ => {}
         }
     }
+    super::segments::check_support(cx, backend, &raw.value);
 }
 
 /// A backend would round a finer weight to a neighbouring split (nginx: 0.0004% to no canary

@@ -7,12 +7,14 @@
 mod backend_fields;
 pub mod condition;
 pub mod diagnostic;
+mod flags;
 pub mod model;
 pub mod notify;
 mod parse;
 mod raw;
 mod reader;
 pub mod schema;
+mod segments;
 pub mod template;
 mod validate;
 pub mod window;
@@ -24,8 +26,13 @@ use thiserror::Error;
 use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
+pub use flags::{
+    DEFAULT_CLEANUP_AFTER, FLAGD_STEPS_PER_PERCENT, FlagSpec, FlagdBackend,
+    UNLEASH_STEPS_PER_PERCENT, UnleashBackend,
+};
 pub use model::*;
 pub use notify::{Notify, NotifyKind, NotifyOn};
+pub use segments::{AttributeTest, MAX_SEGMENTS, Segment, SegmentRule, SegmentSet};
 pub use window::Window;
 
 /// The outcome of checking one plan file: the plan when it is valid, and every diagnostic

@@ -8,6 +8,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::condition::Condition;
+use super::flags::{FlagSpec, FlagdBackend, UnleashBackend};
+use super::segments::{Segment, SegmentSet};
 use super::template::Template;
 
 #[derive(Debug, Clone)]
@@ -21,6 +23,8 @@ pub struct Plan {
     pub metrics: Vec<Metric>,
     pub stages: Vec<Stage>,
     pub hooks: Vec<PlanHook>,
+    /// `[backend.segments]`, in file order; stages refer to them by index.
+    pub segments: Vec<Segment>,
     /// `[state]`: where the rollout's state lives, unless the command line or environment says.
     pub state: StateConfig,
     /// `[[notify]]`: who is told what, in the background.
@@ -290,6 +294,17 @@ pub struct Stage {
     /// Indexes into `Plan::metrics` of the metrics measured in this stage (empty at weight 0).
     pub metrics: Vec<usize>,
     pub hooks: Vec<Hook>,
+    /// The segments that get the new version in this stage, whatever the weight: its own and
+    /// every earlier stage's (indexes into `Plan::segments`).
+    pub segments: SegmentSet,
+}
+
+impl Stage {
+    /// Whether the new version gets anyone in this stage: a weight, or segments. A stage that
+    /// gets nobody has no bake and no gates.
+    pub fn gets_traffic(&self) -> bool {
+        !self.weight.is_zero() || !self.segments.is_empty()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -414,6 +429,8 @@ pub enum Backend {
     Kubectl(KubectlBackend),
     Ecs(EcsBackend),
     Command(CommandBackend),
+    Flagd(FlagdBackend),
+    Unleash(UnleashBackend),
 }
 
 impl Backend {
@@ -423,6 +440,17 @@ impl Backend {
             Backend::Kubectl(_) => "kubectl",
             Backend::Ecs(_) => "ecs",
             Backend::Command(_) => "command",
+            Backend::Flagd(_) => "flagd",
+            Backend::Unleash(_) => "unleash",
+        }
+    }
+
+    /// The flag a flag backend rolls out; `None` for backends that move requests.
+    pub fn flag(&self) -> Option<&dyn FlagSpec> {
+        match self {
+            Backend::Flagd(spec) => Some(spec),
+            Backend::Unleash(spec) => Some(spec),
+            _ => None,
         }
     }
 }

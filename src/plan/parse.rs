@@ -253,6 +253,10 @@ fn read_stage(path: &str, f: &Field<'_, '_>) -> Option<RawStage> {
         approval: table.field("approval").and_then(|f| f.get().bool()),
         metrics,
         hooks,
+        segments: table.field("segments").and_then(|s| {
+            let s = s.get();
+            spanned(&s, s.strings("segments = [\"beta-testers\"]"))
+        }),
     };
     table.finish(|key| {
         (key == "on_interrupt")

@@ -62,6 +62,8 @@ pub struct RawStage {
     pub approval: Option<bool>,
     pub metrics: Option<At<Vec<At<String>>>>,
     pub hooks: Vec<RawHook>,
+    /// `segments = [...]`: the segments this stage switches on.
+    pub segments: Option<At<Vec<At<String>>>>,
 }
 
 #[derive(Debug)]
@@ -130,4 +132,6 @@ pub struct RawMetric {
 pub struct RawBackend {
     pub header: Span,
     pub spec: Option<crate::plan::model::Backend>,
+    /// `[backend.segments]`, each located at its name.
+    pub segments: Vec<At<super::segments::Segment>>,
 }

@@ -245,6 +245,7 @@ fn backend() -> Value {
             "command_timeout",
             duration("The limit for each nginx command (default 30s)."),
         ),
+        ("segments", segments(request_segment())),
     ];
     let kubectl = |mode: &str, more: Vec<(&'static str, Value)>| {
         let mut fields = vec![
@@ -290,6 +291,7 @@ fn backend() -> Value {
             ),
             ("stable_service", string("The stable Service.")),
             ("canary_service", string("The canary Service.")),
+            ("segments", segments(request_segment())),
         ],
     );
     let ecs = |mode: &str, more: Vec<(&'static str, Value)>| {
@@ -358,7 +360,58 @@ fn backend() -> Value {
             duration("The limit for each backend command (default 60s)."),
         ),
     ];
+    let flag_fields = |kind: &str, mut more: Vec<(&'static str, Value)>| {
+        more.insert(0, ("type", tag(kind)));
+        more.extend([
+            ("flag", string("The flag's key; it must exist.")),
+            (
+                "cleanup_after",
+                duration("How long after promotion validate starts reminding that the flag should be deleted (default 30days)."),
+            ),
+            ("segments", segments(attribute_segment())),
+        ]);
+        more
+    };
+    let flagd = flag_fields(
+        "flagd",
+        vec![
+            (
+                "flags_file",
+                string("The flagd flag-definition file rollout rewrites (only its own flag)."),
+            ),
+            ("on_variant", string("The new variant (default \"on\").")),
+            (
+                "off_variant",
+                string("The variant everyone gets on rollback (default \"off\")."),
+            ),
+        ],
+    );
+    let unleash = flag_fields(
+        "unleash",
+        vec![
+            ("url", string("The Unleash server; ${VAR} allowed.")),
+            (
+                "token",
+                string("An admin API token, a secret: \"${UNLEASH_TOKEN}\"."),
+            ),
+            ("project", string("The project (default \"default\").")),
+            (
+                "environment",
+                string("The environment whose strategies rollout owns."),
+            ),
+            (
+                "stickiness",
+                string("The gradual rollout's stickiness (default \"default\")."),
+            ),
+            ("timeout", duration("The limit for each API request.")),
+        ],
+    );
     let branches = [
+        (flagd, &["type", "flags_file", "flag"][..]),
+        (
+            unleash,
+            &["type", "url", "token", "environment", "flag"][..],
+        ),
         (
             nginx,
             &["type", "upstream_file", "upstream", "stable", "canary"][..],
@@ -404,9 +457,55 @@ fn backend() -> Value {
         (command, &["type", "set_weight"]),
     ];
     json!({
-        "description": "The traffic backend: nginx, kubectl (mode replicas or gateway), ecs (mode service or alb) or command.",
+        "description": "The traffic backend: nginx, kubectl (mode replicas or gateway), ecs (mode service or alb), command, or a flag backend (flagd, unleash).",
         "oneOf": branches.into_iter().map(|(fields, required)| table("", required, fields)).collect::<Vec<_>>(),
     })
+}
+
+/// `[backend.segments.NAME]`: named groups that get the new version whatever the weight.
+fn segments(segment: Value) -> Value {
+    json!({
+        "type": "object",
+        "description": "Named groups that get the new version whatever the weight, from the stage that lists them on.",
+        "additionalProperties": segment,
+    })
+}
+
+/// A group of users, for flag backends: a context attribute and one test on it.
+fn attribute_segment() -> Value {
+    let mut segment = table(
+        "A group of users by a context attribute.",
+        &["attribute"],
+        vec![
+            ("attribute", string("The context field, e.g. \"email\".")),
+            ("equals", string("The attribute equals this.")),
+            ("ends_with", string("The attribute ends with this.")),
+            ("in", strings("The attribute is one of these.")),
+        ],
+    );
+    merge(
+        &mut segment,
+        json!({"oneOf": [{"required": ["equals"]}, {"required": ["ends_with"]}, {"required": ["in"]}]}),
+    );
+    segment
+}
+
+/// A group of requests, for nginx and the Gateway API: a header or a cookie.
+fn request_segment() -> Value {
+    let mut segment = table(
+        "A group of requests by a header or a cookie.",
+        &[],
+        vec![
+            ("header", string("The header's name.")),
+            ("cookie", string("The cookie's name.")),
+            ("value", string("The value it must have (default: any).")),
+        ],
+    );
+    merge(
+        &mut segment,
+        json!({"oneOf": [{"required": ["header"]}, {"required": ["cookie"]}]}),
+    );
+    segment
 }
 
 fn source() -> Value {
@@ -543,6 +642,12 @@ fn stage() -> Value {
             (
                 "metrics",
                 strings("The metrics gating this stage (default all)."),
+            ),
+            (
+                "segments",
+                strings(
+                    "Segments that get the new version from this stage on, whatever the weight.",
+                ),
             ),
             (
                 "hooks",

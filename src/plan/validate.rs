@@ -8,6 +8,7 @@ use super::diagnostic::{Diagnostic, Span};
 use super::model::*;
 use super::raw::*;
 use super::reader::{At, Cx, join, suggest};
+use super::segments::{SegmentSet, lists_segments};
 use super::template::Template;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -26,13 +27,16 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
     let defaults = Defaults::resolve(cx, &raw.defaults);
     let sources = sources(cx, &raw.sources);
     let metrics = metrics(cx, &raw.metrics, &raw.sources, &sources);
-    let stages = raw
+    let mut stages = raw
         .stages
         .as_ref()
         .and_then(|s| stages(cx, s, strategy, &defaults, &raw.metrics, metrics.len()));
-    let backend = raw
-        .backend
-        .and_then(|b| b.spec.map(|spec| (spec, b.header)));
+    let (backend, segments) = raw.backend.map_or((None, Vec::new()), |b| {
+        (b.spec.map(|spec| (spec, b.header)), b.segments)
+    });
+    if let (Some(stages), Some(raw)) = (&mut stages, &raw.stages) {
+        super::segments::resolve(cx, stages, &raw.value, &segments);
+    }
     if let (Some((backend, header)), Some(stages)) = (&backend, &stages) {
         super::backend_fields::check_backend_weights(
             cx,
@@ -57,6 +61,7 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
         metrics,
         stages: stages?,
         hooks: hooks?,
+        segments: segments.into_iter().map(|s| s.value).collect(),
         state: raw.state,
         notify: raw.notify,
         window: raw.window,
@@ -431,7 +436,7 @@ fn stages(
     let first_gated = raw
         .value
         .iter()
-        .position(|s| s.weight.as_ref().is_some_and(|w| w.value > 0.0));
+        .position(|s| s.weight.as_ref().is_some_and(|w| w.value > 0.0) || lists_segments(s));
     let out: Vec<Option<Stage>> = raw
         .value
         .iter()
@@ -547,7 +552,9 @@ fn stage(
         poll_interval(cx, &join(&raw.path, "interval"), i);
     }
     let metrics = stage_metrics(cx, raw, raw_metrics)?;
-    if weight.is_zero() {
+    // Segments get the new version even at weight 0: such a stage bakes and is gated.
+    let idle = weight.is_zero() && !lists_segments(raw);
+    if idle {
         warn_ignored_at_zero(cx, raw);
     } else {
         check_interval(cx, raw, bake, interval, defaults);
@@ -583,24 +590,15 @@ fn stage(
     Some(Stage {
         number: index + 1,
         weight,
-        bake: if weight.is_zero() {
-            Duration::ZERO
-        } else {
-            bake
-        },
+        bake: if idle { Duration::ZERO } else { bake },
         interval,
         max_hold: raw.max_hold.unwrap_or(defaults.max_hold),
         on_timeout: raw.on_timeout.unwrap_or(defaults.on_timeout),
         // A default approval is for stages with traffic; a 0% stage asks only when it says so.
-        approval: raw
-            .approval
-            .unwrap_or(defaults.approval && !weight.is_zero()),
-        metrics: if weight.is_zero() {
-            Vec::new()
-        } else {
-            metrics
-        },
+        approval: raw.approval.unwrap_or(defaults.approval && !idle),
+        metrics: if idle { Vec::new() } else { metrics },
         hooks,
+        segments: SegmentSet::EMPTY,
     })
 }
 

@@ -27,7 +27,7 @@ pub fn render(plan: &Plan, width: u16) -> String {
         elapsed += stage.bake;
         table.add_row(vec![
             stage.number.to_string(),
-            stage.weight.to_string(),
+            weight(plan, stage),
             bake(stage),
             gates(plan, stage),
             if stage.approval {
@@ -82,8 +82,22 @@ fn extras(plan: &Plan) -> String {
     out
 }
 
+/// The weight, and the segments that get the new version whatever it is.
+fn weight(plan: &Plan, stage: &Stage) -> String {
+    let names: Vec<&str> = stage
+        .segments
+        .iter()
+        .filter_map(|i| plan.segments.get(i))
+        .map(|s| s.name.as_str())
+        .collect();
+    if names.is_empty() || stage.weight.is_full() {
+        return stage.weight.to_string();
+    }
+    format!("{} + {}", stage.weight, names.join(", "))
+}
+
 pub(crate) fn gates(plan: &Plan, stage: &Stage) -> String {
-    if stage.weight.is_zero() {
+    if !stage.gets_traffic() {
         return "- (no traffic to measure)".to_string();
     }
     if stage.metrics.is_empty() {
@@ -98,7 +112,7 @@ pub(crate) fn gates(plan: &Plan, stage: &Stage) -> String {
 }
 
 fn bake(stage: &Stage) -> String {
-    match (stage.weight.is_zero(), stage.metrics.is_empty()) {
+    match (!stage.gets_traffic(), stage.metrics.is_empty()) {
         (true, _) => "-".to_string(),
         (false, true) => text::duration(stage.bake),
         (false, false) => format!(

@@ -125,6 +125,13 @@ pub fn line(event: &Event, verbosity: Verbosity) -> Option<String> {
                 percent(*weight)
             )
         }
+        Event::SegmentsApplied { stage, segments } if normal => {
+            format!(
+                "stage {stage}: segment{} {} also on the new version, whatever the weight",
+                if segments.len() == 1 { "" } else { "s" },
+                segments.join(", ")
+            )
+        }
         Event::Action {
             dry_run: true,
             action: a,

@@ -896,21 +896,21 @@ weight = 100
         r#"would resolve AWS credentials (the standard chain) for the region eu-west-1
 would call ecs DescribeClusters {{"clusters":["prod"]}}
 would call ecs DescribeServices {{"cluster":"prod","services":["web-canary"]}}
-would call ecs DescribeTaskDefinition {{"include":["TAGS"],"taskDefinition":"<the task definition of service web-canary>"}}
+would call ecs DescribeTaskDefinition {{"taskDefinition":"<the task definition of service web-canary>","include":["TAGS"]}}
 would call elbv2 DescribeTargetGroups {{"TargetGroupArns":["{tg}/stable/1"]}}
 would call elbv2 DescribeTargetGroups {{"TargetGroupArns":["{tg}/canary/2"]}}
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
 would call ecs DescribeServices {{"cluster":"prod","services":["web-canary"]}}
-would call ecs RegisterTaskDefinition {{"container":"app","copyOf":"<the task definition of service web-canary>","image":"registry.example/web:2.0"}}
+would call ecs RegisterTaskDefinition {{"copyOf":"<the task definition of service web-canary>","container":"app","image":"registry.example/web:2.0"}}
 would call ecs UpdateService {{"cluster":"prod","service":"web-canary","taskDefinition":"<the revision just registered>"}}
 would wait until ECS service `web-canary` is steady on <the revision just registered>: its PRIMARY deployment COMPLETED with every desired task running (at most 10m, deploy_timeout)
 would call ecs DescribeServices {{"cluster":"prod","services":["web-canary"]}}
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
-would call elbv2 ModifyRule {{"Actions":[{{"ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{tg}/stable/1","Weight":95}},{{"TargetGroupArn":"{tg}/canary/2","Weight":5}}]}},"Type":"forward"}}],"RuleArn":"{rule}","otherActions":"kept as read"}}
+would call elbv2 ModifyRule {{"RuleArn":"{rule}","Actions":[{{"Type":"forward","ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{tg}/stable/1","Weight":95}},{{"TargetGroupArn":"{tg}/canary/2","Weight":5}}]}}}}],"otherActions":"kept as read"}}
 would read ALB listener rule {rule} back and confirm the weights 95 (stable) / 5 (canary)
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}
-would call elbv2 ModifyRule {{"Actions":[{{"ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{tg}/stable/1","Weight":0}},{{"TargetGroupArn":"{tg}/canary/2","Weight":100}}]}},"Type":"forward"}}],"RuleArn":"{rule}","otherActions":"kept as read"}}
+would call elbv2 ModifyRule {{"RuleArn":"{rule}","Actions":[{{"Type":"forward","ForwardConfig":{{"TargetGroups":[{{"TargetGroupArn":"{tg}/stable/1","Weight":0}},{{"TargetGroupArn":"{tg}/canary/2","Weight":100}}]}}}}],"otherActions":"kept as read"}}
 would read ALB listener rule {rule} back and confirm the weights 0 (stable) / 100 (canary)
 would call elbv2 DescribeRules {{"RuleArns":["{rule}"]}}"#
     );

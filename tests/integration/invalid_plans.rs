@@ -929,7 +929,7 @@ fn unknown_backend_type() {
         .status(2)
         .stderr(
             r#"
-        error: backend.type: `ngnix` is not one of "nginx", "kubectl", "ecs" or "command"
+        error: backend.type: `ngnix` is not one of "nginx", "kubectl", "ecs", "command", "flagd" or "unleash"
          --> plan.toml:3:8
           |
         3 | type = "ngnix"
@@ -1729,6 +1729,430 @@ fn notify_entries_keep_their_secrets() {
 
         plan.toml: invalid (6 errors, 3 warnings)
         "#,
+        )
+        .run();
+}
+
+// The feature-flag backends and segments (flagd, unleash, [backend.segments]).
+
+#[test]
+fn flagd_fields_are_checked() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "flagd"
+        flags_file = ""
+        on_variant = "v2"
+        off_variant = "v2"
+        cleanup_after = "soon"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.flag: missing field `flag`
+         --> plan.toml:2:1
+          |
+        2 | [backend]
+          | ^^^^^^^^^ `backend` needs `flag`
+          |
+          = help: add it, for example: flag = "new-checkout"
+
+        error: backend.flags_file: must not be empty
+         --> plan.toml:4:14
+          |
+        4 | flags_file = ""
+          |              ^^ empty
+
+        error: backend.cleanup_after: `soon` is not a duration
+         --> plan.toml:7:17
+          |
+        7 | cleanup_after = "soon"
+          |                 ^^^^^^ expected number at 0
+          |
+          = help: use a number with a unit: "500ms", "30s", "5m", "1h 30m"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:10:10
+           |
+        10 | weight = 100
+           |          ^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (3 errors, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn a_flagd_weight_finer_than_its_fractional_split_names_the_step() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "flagd"
+        flags_file = "/etc/flagd/flags.json"
+        flag = "new-checkout"
+
+        [[stages]]
+        weight = 0.0005
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: stage 1's weight 0.0005% is finer than the flagd backend can split users
+         --> plan.toml:8:10
+          |
+        8 | weight = 0.0005
+          |          ^^^^^^ not a multiple of 0.001%
+          |
+          = help: the flagd backend's smallest step is 0.001%; use 0 or 0.001
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+         --> plan.toml:8:10
+          |
+        8 | weight = 0.0005
+          |          ^^^^^^ every stage advances on time alone
+          |
+          = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn an_unleash_weight_must_be_a_whole_percent() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "unleash"
+        url = "https://unleash.example.com"
+        token = "${UNLEASH_TOKEN}"
+        environment = "production"
+        flag = "new-checkout"
+
+        [[stages]]
+        weight = 12.5
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: stages[0].weight: stage 1's weight 12.5% is finer than the unleash backend can split users
+          --> plan.toml:10:10
+           |
+        10 | weight = 12.5
+           |          ^^^^ not a multiple of 1%
+           |
+           = help: the unleash backend's smallest step is 1%; use 12 or 13
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:10:10
+           |
+        10 | weight = 12.5
+           |          ^^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn segment_definitions_and_references_are_checked() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "flagd"
+        flags_file = "/etc/flagd/flags.json"
+        flag = "new-checkout"
+
+        [backend.segments.staff]
+        attribute = "email"
+        ends_with = "@example.com"
+        in = ["a@example.com"]
+
+        [backend.segments.beta]
+        header = "X-Beta"
+
+        [backend.segments.dach]
+        attribute = "country"
+        in = []
+
+        [backend.segments.Testers]
+        attribute = "plan"
+        equals = "beta"
+
+        [[stages]]
+        weight = 0
+        segments = ["stafff"]
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.segments.staff.in: a segment matches in one way only; `in` is a second one
+          --> plan.toml:10:6
+           |
+        10 | in = ["a@example.com"]
+           |      ^^^^^^^^^^^^^^^^^ second test
+           |
+           = help: give exactly one of `equals`, `ends_with` or `in`; define another segment for another group
+
+        error: backend.segments.beta.header: unknown field `header`
+          --> plan.toml:13:1
+           |
+        13 | header = "X-Beta"
+           | ^^^^^^ not valid here
+           |
+           = help: `header` defines a segment of requests (nginx, kubectl with mode = "gateway"); a flag backend's segment matches a context attribute: attribute = "email" with one of `equals`, `ends_with` or `in`
+
+        error: backend.segments.dach.in: the list is empty: nobody would be in the segment
+          --> plan.toml:17:6
+           |
+        17 | in = []
+           |      ^^ empty
+           |
+           = help: list at least one value, e.g. in = ["de", "fr"]
+
+        error: backend.segments.Testers: `Testers` is not a valid segment name
+          --> plan.toml:19:19
+           |
+        19 | [backend.segments.Testers]
+           |                   ^^^^^^^ invalid name
+           |
+           = help: names are lowercase letters, digits and `-`, starting with a letter or digit, e.g. "beta-testers"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:24:10
+           |
+        24 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[0].segments: no segment named `stafff`
+          --> plan.toml:25:13
+           |
+        25 | segments = ["stafff"]
+           |             ^^^^^^^^ unknown segment
+           |
+           = help: define it under [backend.segments.NAME] first
+
+        plan.toml: invalid (5 errors, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn segments_accumulate_and_unused_ones_are_named() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "flagd"
+        flags_file = "/etc/flagd/flags.json"
+        flag = "new-checkout"
+
+        [backend.segments.staff]
+        attribute = "email"
+        ends_with = "@example.com"
+
+        [backend.segments.dach]
+        attribute = "country"
+        in = ["de", "at"]
+
+        [[stages]]
+        weight = 0
+        segments = ["staff"]
+        bake = "10m"
+        [[stages]]
+        weight = 10
+        segments = ["staff"]
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(0)
+        .stderr(
+            r#"
+        warning: backend.segments.dach: segment `dach` is defined but no stage uses it
+          --> plan.toml:11:19
+           |
+        11 | [backend.segments.dach]
+           |                   ^^^^ unused
+           |
+           = help: add it to a stage: segments = ["NAME"]
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:16:10
+           |
+        16 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        warning: stages[1].segments: `staff` already gets the new version since stage 1
+          --> plan.toml:21:13
+           |
+        21 | segments = ["staff"]
+           |             ^^^^^^^ listed again
+           |
+           = help: segments stay on in every later stage until promotion or rollback; list each one once, at the stage that switches it on
+
+        plan.toml: valid (3 warnings)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn segments_on_a_backend_that_cannot_route_them_yet_are_refused_at_the_stage() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/app.conf"
+        upstream = "app"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        pid_file = "/run/nginx.pid"
+
+        [backend.segments.beta]
+        cookie = "beta"
+        value = "yes"
+
+        [backend.segments.mobile]
+        header = "X Mobile"
+
+        [[stages]]
+        weight = 0
+        segments = ["beta"]
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.segments.mobile.header: `X Mobile` is not a valid header name
+          --> plan.toml:15:10
+           |
+        15 | header = "X Mobile"
+           |          ^^^^^^^^^^ invalid header name
+           |
+           = help: names are letters, digits and `-`, e.g. "X-Canary"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:18:10
+           |
+        18 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[0].segments: the nginx backend cannot route segments yet
+          --> plan.toml:19:12
+           |
+        19 | segments = ["beta"]
+           |            ^^^^^^^^ not supported by this backend
+           |
+           = help: segments work with the flagd and unleash backends; nginx and kubectl (mode = "gateway") will route header and cookie segments in a later version
+
+        plan.toml: invalid (2 errors, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn an_unleash_literal_token_is_never_shown() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "unleash"
+        url = "unleash.example.com"
+        token = "*:production.0123456789abcdef"
+        environment = "prod uction"
+        flag = "new-checkout"
+
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.url: is not an http:// or https:// URL
+         --> plan.toml:4:7
+          |
+        4 | url = "unleash.example.com"
+          |       ^^^^^^^^^^^^^^^^^^^^^ expected a URL
+          |
+          = help: the Unleash server's address, e.g. "https://unleash.example.com"
+
+        warning: backend.token: a credential is written into the plan file
+         --> plan.toml:5:9
+          |
+        5 | token = *******************************
+          |         ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ read it from the environment instead
+          |
+          = help: for example: token = "${UNLEASH_TOKEN}"
+
+        error: backend.environment: `prod uction` is not a name Unleash accepts
+         --> plan.toml:6:15
+          |
+        6 | environment = "prod uction"
+          |               ^^^^^^^^^^^^^ not URL-friendly
+          |
+          = help: Unleash names are letters, digits, `-`, `_`, `.` and `~`
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:10:10
+           |
+        10 | weight = 100
+           |          ^^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (2 errors, 2 warnings)
+            "#,
         )
         .run();
 }

@@ -3,7 +3,8 @@
 //!
 //! `cargo test` runs the tests that need nothing but the binary (parser, diagnostics, dry runs,
 //! plan tables, faults of the tool's own plumbing, ...). The end-to-end tiers need real
-//! services (nginx, Prometheus, the Kubernetes API emulator, moto) and run with
+//! services (nginx, Prometheus, the Kubernetes API emulator, moto, the OpenFeature flagd
+//! provider, unleash-server on PostgreSQL) and run with
 //! `--features e2e` (`./scripts/test.sh` installs the services and runs everything); a missing
 //! service fails them loudly.
 
@@ -12,6 +13,7 @@ mod ci;
 mod completions;
 mod dry_run;
 mod faults;
+mod flag_plans;
 mod harness;
 mod invalid_plans;
 mod notify;
@@ -24,9 +26,13 @@ mod schema;
 mod window;
 
 #[cfg(feature = "e2e")]
+mod bench_flag_rollback;
+#[cfg(feature = "e2e")]
 mod demo;
 #[cfg(feature = "e2e")]
 mod e2e_ecs;
+#[cfg(feature = "e2e")]
+mod e2e_flagd;
 #[cfg(feature = "e2e")]
 mod e2e_kubectl;
 #[cfg(feature = "e2e")]
@@ -40,8 +46,12 @@ mod e2e_sources;
 #[cfg(feature = "e2e")]
 mod e2e_state;
 #[cfg(feature = "e2e")]
+mod e2e_unleash;
+#[cfg(feature = "e2e")]
 mod http_stub;
 #[cfg(feature = "e2e")]
 mod lab;
 #[cfg(feature = "e2e")]
 mod lab_smoke;
+#[cfg(feature = "e2e")]
+mod unleash_lab;

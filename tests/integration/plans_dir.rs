@@ -47,6 +47,7 @@ fn every_example_plan_walks_through_a_dry_run() {
             .arg(&plan)
             .arg("--dry-run")
             .env("PROM_TOKEN", "example-token")
+            .env("UNLEASH_TOKEN", "example-token")
             .env("ROLLOUT_STATE_DIR", state.path())
             .output()
             .expect("run rollout --dry-run");

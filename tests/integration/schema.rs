@@ -52,6 +52,21 @@ type = "command"
 weight = 100
 "#;
 
+const SEGMENTED_NGINX: &str = r#"[backend]
+type = "nginx"
+upstream_file = "/etc/nginx/conf.d/up.conf"
+upstream = "app"
+stable = ["10.0.0.1:80"]
+canary = ["10.0.0.2:80"]"#;
+
+const SEGMENTED_GATEWAY: &str = r#"[backend]
+type = "kubectl"
+mode = "gateway"
+namespace = "shop"
+route = "shop"
+stable_service = "shop-stable"
+canary_service = "shop-canary""#;
+
 /// The plan with `zz_probe = 1` at the top and at the start of every table.
 fn probed(text: &str) -> String {
     let mut out = format!("{PROBE} = 1\n");
@@ -102,6 +117,13 @@ fn schema_table<'s>(schema: &'s Value, plan: &toml::Value, path: &str) -> (Strin
         [""] => ("root".into(), schema),
         ["defaults"] | ["state"] | ["window"] => (path.into(), &root[path]),
         ["backend"] => branch("backend", &root["backend"], &plan["backend"]),
+        ["backend", "segments", _] => {
+            let (kind, backend) = branch("backend", &root["backend"], &plan["backend"]);
+            (
+                format!("{kind}.segments"),
+                &backend["properties"]["segments"]["additionalProperties"],
+            )
+        }
         ["sources", name] => branch(
             "sources",
             &root["sources"]["additionalProperties"],
@@ -175,6 +197,13 @@ fn the_schema_and_the_parser_know_the_same_fields() {
         .map(|p| (p.display().to_string(), std::fs::read_to_string(p).unwrap()))
         .collect();
     texts.push(("(more tables)".into(), MORE_TABLES.into()));
+    // Segments of requests, which no example plan uses yet.
+    for backend in [SEGMENTED_NGINX, SEGMENTED_GATEWAY] {
+        texts.push((
+            "(segments of requests)".into(),
+            format!("name = \"more\"\n{backend}\n[backend.segments.staff]\nheader = \"X-Staff\"\n[[stages]]\nweight = 100\n"),
+        ));
+    }
     let mut seen = BTreeSet::new();
     let mut problems = Vec::new();
     for (file, text) in &texts {

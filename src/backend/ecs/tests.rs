@@ -94,6 +94,7 @@ async fn walk(backend: &mut dyn Backend, weights: &[f64]) {
             stage: stage + 1,
             weight,
             previous,
+            segments: crate::plan::SegmentSet::EMPTY,
         };
         backend.set_weight(change).await.unwrap();
         previous = weight;

@@ -47,6 +47,7 @@ fn change(stage: usize, to: f64, from: f64) -> WeightChange {
         stage,
         weight: weight(to),
         previous: weight(from),
+        segments: crate::plan::SegmentSet::EMPTY,
     }
 }
 

@@ -122,6 +122,7 @@ pub(super) mod tests {
             stage,
             weight: weight(w),
             previous: weight(0.0),
+            segments: crate::plan::SegmentSet::EMPTY,
         }
     }
 

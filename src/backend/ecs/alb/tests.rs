@@ -40,6 +40,7 @@ fn to(percent: f64) -> WeightChange {
         stage: 1,
         weight: Weight::new(percent).unwrap(),
         previous: Weight::ZERO,
+        segments: crate::plan::SegmentSet::EMPTY,
     }
 }
 
