@@ -24,4 +24,7 @@ fi
 python3 -c 'import boto3, flask, flask_cors, moto, sys; sys.exit(moto.__version__.split(".")[0] != "5")' >/dev/null 2>&1 \
     || pip_install 'moto[server]>=5.2,<6' boto3
 
+# The Mann-Whitney judge is cross-checked against SciPy's scipy.stats.mannwhitneyu.
+python3 -c 'import scipy' >/dev/null 2>&1 || pip_install scipy
+
 cargo test --locked --features e2e "$@"

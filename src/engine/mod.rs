@@ -8,6 +8,7 @@
 
 mod bake;
 mod hooks;
+pub mod mann_whitney;
 pub mod verdict;
 
 #[cfg(test)]

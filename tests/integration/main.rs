@@ -40,3 +40,5 @@ mod http_stub;
 mod lab;
 #[cfg(feature = "e2e")]
 mod lab_smoke;
+#[cfg(feature = "e2e")]
+mod scipy_cross_check;
