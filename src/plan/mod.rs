@@ -7,6 +7,7 @@
 mod backend_fields;
 pub mod condition;
 pub mod diagnostic;
+mod judge;
 pub mod model;
 mod parse;
 mod raw;
@@ -21,6 +22,7 @@ use thiserror::Error;
 use toml::de::DeTable;
 
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
+pub use judge::{Direction, Judge, PROMETHEUS_MAX_POINTS, default_max_breaches};
 pub use model::*;
 
 /// The outcome of checking one plan file: the plan when it is valid, and every diagnostic

@@ -302,7 +302,7 @@ impl Journal {
                     OutcomeKind::Promoted => Status::Promoted,
                     OutcomeKind::Failed => Status::Failed,
                     OutcomeKind::RolledBack => Status::RolledBack,
-                    OutcomeKind::Paused => Status::Paused,
+                    OutcomeKind::Paused | OutcomeKind::Undecided => Status::Paused,
                     OutcomeKind::RollbackFailed => Status::RollbackFailed,
                 };
                 self.set_status(status, &at);
@@ -447,6 +447,12 @@ mod tests {
                 breach_streak: 0,
                 warn_only: false,
                 shown_as_percent: true,
+                source: "prom".into(),
+                query: "GET /api/v1/query?query=q".into(),
+                baseline_query: None,
+                evaluated_at: std::time::UNIX_EPOCH,
+                breaches: 0,
+                comparison: None,
             })
         };
         assert!(j.apply(&at(3, measured(0.01))));
