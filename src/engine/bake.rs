@@ -88,6 +88,9 @@ impl Engine {
                 }
             }
             tokio::select! {
+                // In order: evidence that arrives at the same moment as the bake's end is
+                // judged first, so a replay on a virtual clock decides the same way every time.
+                biased;
                 Some((slot, taken)) = rx.recv() => {
                     let metric = metrics[slot];
                     let (verdict, comparison) = assess(metric, &taken.reading);

@@ -8,7 +8,7 @@
 
 mod bake;
 mod hooks;
-mod judge;
+pub mod judge;
 pub mod mann_whitney;
 pub mod verdict;
 

@@ -6,6 +6,7 @@ pub mod command;
 pub mod history;
 pub mod http_json;
 pub mod prometheus;
+pub mod promql;
 pub mod range;
 
 use std::sync::Arc;

@@ -159,6 +159,28 @@ impl Prometheus {
         self.redactor.redact(&sent)
     }
 
+    /// How many series `selector` matched at any moment of the hour before `at`: what a hint
+    /// about an empty answer needs.
+    pub async fn series_count(&self, selector: &str, at: SystemTime) -> Result<usize, ProbeError> {
+        let params = vec![
+            ("query", format!("count(last_over_time({selector}[1h]))")),
+            ("time", rfc3339(at)),
+        ];
+        let url = format!("{}/api/v1/query", self.base_url.trim_end_matches('/'));
+        let (status, body) = fetch(&self.client, &url, &self.headers, &params, self.timeout)
+            .await
+            .map_err(|e| e.redacted(&self.redactor))?;
+        match interpret(status, &body, None, &self.redactor)? {
+            Found::Value(n) => Ok(n as usize),
+            _ => Ok(0),
+        }
+    }
+
+    /// The query (or baseline) as written in the plan.
+    pub fn query_text(&self, which: Which) -> &str {
+        self.query_for(which)
+    }
+
     pub fn has_baseline(&self) -> bool {
         self.baseline.is_some()
     }

@@ -13,6 +13,7 @@ mod dry_run;
 mod faults;
 mod harness;
 mod invalid_plans;
+mod look_before_leaping;
 mod parser_fuzz;
 mod plan_table;
 mod plans_dir;
@@ -20,6 +21,8 @@ mod running;
 
 #[cfg(feature = "e2e")]
 mod demo;
+#[cfg(feature = "e2e")]
+mod e2e_backtest;
 #[cfg(feature = "e2e")]
 mod e2e_ecs;
 #[cfg(feature = "e2e")]
