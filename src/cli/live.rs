@@ -121,12 +121,14 @@ async fn check_metric(
                 .problems
                 .push(classify(label, e, source_headers(plan, metric))),
             Ok(Found::NoData(detail)) => {
+                // Only an empty answer has selectors to blame; NaN says enough by itself.
+                let empty = detail.contains("empty vector");
                 let hint = match &prometheus {
-                    Some(p) => tokio::time::timeout_at(deadline, hint(p, which, at))
+                    Some(p) if empty => tokio::time::timeout_at(deadline, hint(p, which, at))
                         .await
                         .ok()
                         .flatten(),
-                    None => None,
+                    _ => None,
                 };
                 let hint = hint.map_or_else(String::new, |h| format!(": {h}"));
                 row.problems

@@ -275,6 +275,12 @@ impl Lab {
         control(&self.canary_addr, &format!("/control/latency?ms={ms}"));
     }
 
+    /// Makes the stable service take at least this long to answer `/`.
+    pub fn set_stable_latency(&self, latency: Duration) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        control(&self.stable_addr, &format!("/control/latency?ms={ms}"));
+    }
+
     /// The stable service's `/stats`: requests, errors, error_rate and latency_p99_ms since it
     /// started or was last reset.
     pub fn stable_stats(&self) -> serde_json::Value {

@@ -26,6 +26,8 @@ mod e2e_backtest;
 #[cfg(feature = "e2e")]
 mod e2e_ecs;
 #[cfg(feature = "e2e")]
+mod e2e_judge_live;
+#[cfg(feature = "e2e")]
 mod e2e_kubectl;
 #[cfg(feature = "e2e")]
 mod e2e_nginx;
