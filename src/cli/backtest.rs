@@ -217,6 +217,8 @@ async fn run(
     };
     let deadline = tokio::time::Instant::now() + end.duration_since(start).unwrap_or_default();
     let outcome = tokio::select! {
+        // A run that decides at the very moment the history ends has decided.
+        biased;
         outcome = engine.run() => outcome,
         _ = tokio::time::sleep_until(deadline) => {
             let outcome = position.undecided(end);

@@ -114,7 +114,7 @@ fn backtest(plan: String, status: i32, extra: &[&str]) -> crate::harness::Ran {
     let mut args = vec!["backtest", "plan.toml", "--start", &from, "--end", &to];
     args.extend(extra);
     let ran = Test::new().plan(&plan).args(&args).status(status).run();
-    for left in ["backend-was-touched", "hook-ran"] {
+    for left in ["backend-was-touched", "hook-ran", ".rollout"] {
         assert!(
             !ran.dir.path().join(left).exists(),
             "a backtest left {left}"
