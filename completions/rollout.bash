@@ -19,6 +19,9 @@ _rollout() {
             rollout,approve)
                 cmd="rollout__subcmd__approve"
                 ;;
+            rollout,backtest)
+                cmd="rollout__subcmd__backtest"
+                ;;
             rollout,completions)
                 cmd="rollout__subcmd__completions"
                 ;;
@@ -54,6 +57,9 @@ _rollout() {
                 ;;
             rollout__subcmd__help,approve)
                 cmd="rollout__subcmd__help__subcmd__approve"
+                ;;
+            rollout__subcmd__help,backtest)
+                cmd="rollout__subcmd__help__subcmd__backtest"
                 ;;
             rollout__subcmd__help,completions)
                 cmd="rollout__subcmd__help__subcmd__completions"
@@ -95,7 +101,7 @@ _rollout() {
 
     case "${cmd}" in
         rollout)
-            opts="-h -V --color --help --version run validate plan status resume rollback list approve schema man completions help"
+            opts="-h -V --color --help --version run validate backtest plan status resume rollback list approve schema man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -142,6 +148,40 @@ _rollout() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        rollout__subcmd__backtest)
+            opts="-q -v -h -V --start --end --deny-approvals --output --report --quiet --verbose --color --help --version"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --start)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --end)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -W "human json" -- "${cur}"))
+                    return 0
+                    ;;
+                --report)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         rollout__subcmd__completions)
             opts="-h -V --color --help --version bash elvish fish powershell zsh"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
@@ -161,7 +201,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help)
-            opts="run validate plan status resume rollback list approve schema man completions help"
+            opts="run validate backtest plan status resume rollback list approve schema man completions help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -175,6 +215,20 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__help__subcmd__approve)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        rollout__subcmd__help__subcmd__backtest)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
@@ -583,7 +637,7 @@ _rollout() {
             return 0
             ;;
         rollout__subcmd__validate)
-            opts="-h -V --output --color --help --version"
+            opts="-h -V --output --live --color --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

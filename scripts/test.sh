@@ -27,5 +27,7 @@ python3 -c 'import boto3, flask, flask_cors, moto, sys; sys.exit(moto.__version_
 
 # The plan schema's test: an independent JSON Schema validator.
 python3 -c 'import jsonschema' >/dev/null 2>&1 || pip_install jsonschema
+# The Mann-Whitney judge is cross-checked against SciPy's scipy.stats.mannwhitneyu.
+python3 -c 'import scipy' >/dev/null 2>&1 || pip_install scipy
 
 cargo test --locked --features e2e "$@"

@@ -23,6 +23,9 @@ pub enum OutcomeKind {
     Paused,
     /// The rollback itself failed: traffic is in an unknown state.
     RollbackFailed,
+    /// `rollout backtest` only: the history ended before the run would have decided; traffic
+    /// would still have been at the weight given.
+    Undecided,
 }
 
 impl OutcomeKind {
@@ -34,6 +37,7 @@ impl OutcomeKind {
             OutcomeKind::RolledBack => Exit::RolledBack,
             OutcomeKind::Paused => Exit::Paused,
             OutcomeKind::RollbackFailed => Exit::RollbackFailed,
+            OutcomeKind::Undecided => Exit::Paused,
         }
     }
 }
@@ -90,6 +94,81 @@ impl Verdict {
     }
 }
 
+/// A judged measurement (`judge = "mann-whitney"`): the canary's samples against the
+/// baseline's, and what the test said.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// `mann-whitney`.
+    pub test: String,
+    /// Which way is worse: `increase`, `decrease` or `either`.
+    pub direction: crate::plan::Direction,
+    pub canary_points: usize,
+    pub baseline_points: usize,
+    pub canary_median: Option<f64>,
+    pub baseline_median: Option<f64>,
+    /// How much worse the canary's median is than the baseline's, relative to it, in
+    /// `direction` (0.4: 40% worse; negative: better); null when the baseline's median is 0
+    /// and the canary's is not.
+    pub relative_difference: Option<f64>,
+    /// The canary's U statistic.
+    pub statistic: Option<f64>,
+    pub p_value: Option<f64>,
+    /// `exact` or `asymptotic` (the normal approximation with tie correction).
+    pub method: Option<String>,
+    /// Worse by more than `tolerance`.
+    pub worse: bool,
+    /// The test is sure at `confidence` that the canary is worse in `direction`.
+    pub significant: bool,
+    pub confidence: f64,
+    pub tolerance: f64,
+    pub min_points: u32,
+}
+
+impl Comparison {
+    /// The comparison in words: "median 0.07 against the baseline's 0.05 (40% higher,
+    /// p = 3.1e-5; 20 and 20 samples)".
+    pub fn describe(&self, show: impl Fn(f64) -> String) -> String {
+        use crate::plan::Direction;
+        let median = |m: Option<f64>| m.map_or("none".to_string(), &show);
+        let (worse, better) = match self.direction {
+            Direction::Increase => ("higher", "lower"),
+            Direction::Decrease => ("lower", "higher"),
+            Direction::Either => ("apart", "apart"),
+        };
+        let percent = |f: f64| crate::plan::show_number((f * 100.0).round());
+        let difference = match (
+            self.relative_difference,
+            self.canary_median,
+            self.baseline_median,
+        ) {
+            (Some(d), _, _) if d >= 0.0 => format!("{}% {worse}", percent(d)),
+            (Some(d), _, _) => format!("{}% {better}", percent(-d)),
+            (None, Some(_), Some(_)) => format!("{worse}, against a median of 0"),
+            _ => "nothing to compare".to_string(),
+        };
+        let p = self.p_value.map_or_else(
+            || "no p-value".to_string(),
+            |p| format!("p = {}", show_p(p)),
+        );
+        format!(
+            "median {} against the baseline's {} ({difference}, {p}; {} and {} samples)",
+            median(self.canary_median),
+            median(self.baseline_median),
+            self.canary_points,
+            self.baseline_points
+        )
+    }
+}
+
+/// A p-value as people read it: 0.0132, or 3.1e-8 when tiny.
+pub fn show_p(p: f64) -> String {
+    if p != 0.0 && p < 0.001 {
+        format!("{p:.1e}")
+    } else {
+        crate::plan::show_number(p)
+    }
+}
+
 /// One measurement of one metric, as reported and kept as evidence.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Measurement {
@@ -107,6 +186,21 @@ pub struct Measurement {
     /// Whether its conditions are written in percent (`> 5%`): people are shown `value` and
     /// `baseline` times 100 with a `%` (the numbers here stay fractions).
     pub shown_as_percent: bool,
+    /// The metric's source, by name.
+    pub source: String,
+    /// The request as sent (`${VAR}`s unresolved, secrets redacted).
+    pub query: String,
+    /// The baseline's request, when the metric has a baseline.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub baseline_query: Option<String>,
+    /// The moment the source evaluated the query at.
+    #[serde(with = "rfc3339")]
+    pub evaluated_at: SystemTime,
+    /// Breaches of this metric in this stage so far, in a row or not (`max_breaches`).
+    pub breaches: u32,
+    /// A judged metric's comparison; `value` and `baseline` are then the medians.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<Box<Comparison>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -280,6 +374,35 @@ impl Stamped {
     }
 }
 
+/// Where event times (and a measurement's moment) come from: the system clock, or a backtest's
+/// virtual clock, which starts at a past moment and runs with tokio's (paused) time.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum Clock {
+    #[default]
+    System,
+    Virtual {
+        origin: SystemTime,
+        started: tokio::time::Instant,
+    },
+}
+
+impl Clock {
+    /// A virtual clock that reads `origin` now.
+    pub fn starting_at(origin: SystemTime) -> Clock {
+        Clock::Virtual {
+            origin,
+            started: tokio::time::Instant::now(),
+        }
+    }
+
+    pub fn now(&self) -> SystemTime {
+        match self {
+            Clock::System => SystemTime::now(),
+            Clock::Virtual { origin, started } => *origin + started.elapsed(),
+        }
+    }
+}
+
 /// Why a step could not be put on record.
 #[derive(Debug, Clone, Error, PartialEq)]
 pub enum LedgerError {
@@ -327,15 +450,37 @@ impl Ledger for NoLedger {
 #[derive(Clone, Default)]
 pub struct Emitter {
     reporters: Vec<Arc<dyn Reporter>>,
+    clock: Clock,
 }
 
 impl Emitter {
     pub fn new(reporters: Vec<Arc<dyn Reporter>>) -> Self {
-        Emitter { reporters }
+        Emitter {
+            reporters,
+            clock: Clock::System,
+        }
+    }
+
+    /// The same reporters, with times from `clock`.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    pub fn clock(&self) -> Clock {
+        self.clock
+    }
+
+    /// The event with the time by this emitter's clock.
+    pub fn stamp(&self, event: Event) -> Stamped {
+        Stamped {
+            time: self.clock.now(),
+            event,
+        }
     }
 
     pub fn emit(&self, event: Event) {
-        self.emit_stamped(&Stamped::now(event));
+        self.emit_stamped(&self.stamp(event));
     }
 
     pub fn emit_stamped(&self, stamped: &Stamped) {

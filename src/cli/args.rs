@@ -64,9 +64,16 @@ pub enum Command {
 
     /// Check plan files without touching anything; exit 2 if any is invalid
     #[command(
-        after_help = "Examples:\n  rollout validate plan.toml\n  rollout validate plans/*.toml --output json"
+        after_help = "Examples:\n  rollout validate plan.toml\n  rollout validate plans/*.toml --output json\n  rollout validate --live plan.toml   # also query every metric once, now"
     )]
     Validate(ValidateArgs),
+
+    /// Replay a plan over a past window of Prometheus history; touches nothing (exit 0, 3 or 4
+    /// as `run` would have)
+    #[command(
+        after_help = "Examples:\n  rollout backtest plan.toml --start -6h --end now\n  rollout backtest plan.toml --start 2026-05-01T09:00:00Z --end 2026-05-01T15:00:00Z --output json"
+    )]
+    Backtest(BacktestArgs),
 
     /// Show a plan's stages as a table, with minimum and worst-case durations
     #[command(after_help = "Example:\n  rollout plan plans/nginx-canary.toml")]
@@ -252,6 +259,45 @@ pub struct ValidateArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+
+    /// Also query every metric and baseline once, now, and report what each answered, the
+    /// verdict it would get and every problem (exit 2 unless every metric answered a value)
+    #[arg(long)]
+    pub live: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct BacktestArgs {
+    /// The plan file
+    pub plan: PathBuf,
+
+    /// Where the replay starts: RFC 3339 (2026-05-01T09:00:00Z), or relative to now (-6h)
+    #[arg(long, allow_hyphen_values = true)]
+    pub start: String,
+
+    /// Where the history ends: RFC 3339, relative to now (-1h), or `now`
+    #[arg(long, allow_hyphen_values = true)]
+    pub end: String,
+
+    /// Refuse every approval gate instead of counting it as given
+    #[arg(long)]
+    pub deny_approvals: bool,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+
+    /// Write the full evidence (every measurement and decision) as JSON to this file
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+
+    /// Print only warnings, the final decision and errors
+    #[arg(long, short = 'q', conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Also print every measurement and what hooks would have run
+    #[arg(long, short = 'v')]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

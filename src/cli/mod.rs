@@ -3,10 +3,12 @@
 mod approve;
 mod args;
 mod attend;
+mod backtest;
 mod ci;
 mod completions;
 mod hygiene;
 mod list;
+mod live;
 mod plan_cmd;
 mod resume;
 mod rollback;
@@ -51,6 +53,7 @@ pub fn main() -> ExitCode {
     let color = use_color(cli.color);
     let result = match cli.command {
         Command::Validate(args) => validate::validate(&args, color),
+        Command::Backtest(args) => backtest::backtest(&args, color),
         Command::Plan(args) => plan_cmd::plan(&args, color),
         Command::Run(args) => run::run(&args, color),
         Command::Status(args) => status::status(&args),

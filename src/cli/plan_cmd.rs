@@ -25,7 +25,7 @@ pub fn plan(args: &PlanArgs, color: bool) -> anyhow::Result<Exit> {
 }
 
 /// The terminal's width; otherwise `COLUMNS` when set, else a width that reads well in a log.
-fn output_width() -> u16 {
+pub fn output_width() -> u16 {
     if let Some((_, columns)) = console::Term::stdout().size_checked() {
         return columns;
     }

@@ -227,15 +227,31 @@ fn render(
     let mut metrics = journal.metrics.iter();
     if let Some((name, m)) = metrics.next() {
         let line = |name: &str, m: &rollout::state::journal::LastMeasurement| {
-            let value = m.value.map_or("no value".to_string(), |v| {
-                rollout::plan::show_reading(v, m.shown_as_percent)
-            });
-            format!(
-                "{name} = {value}: {} (stage {}, {})",
+            let shown = |v: Option<f64>| {
+                v.map_or("no value".to_string(), |v| {
+                    rollout::plan::show_reading(v, m.shown_as_percent)
+                })
+            };
+            let mut text = format!(
+                "{name} = {}: {} (stage {}, {})",
+                shown(m.value),
                 m.verdict.as_str(),
                 m.stage,
                 m.at
-            )
+            );
+            if m.recent.len() > 1 {
+                let latest: Vec<String> = m
+                    .recent
+                    .iter()
+                    .map(|r| format!("{} {}", shown(r.value), r.verdict.as_str()))
+                    .collect();
+                text.push_str(&format!("; latest in the stage: {}", latest.join(", ")));
+            }
+            if m.breaches > 0 {
+                let plural = if m.breaches == 1 { "" } else { "es" };
+                text.push_str(&format!("; {} breach{plural} in the stage", m.breaches));
+            }
+            text
         };
         row("metrics", line(name, m));
         for (name, m) in metrics {

@@ -13,15 +13,14 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, sleep_until};
 
-use super::verdict::{History, Standing, judge, standing};
+use super::verdict::{BreachRule, History, Standing, assess, fired, standing};
 use super::window::WindowWait;
 use super::{Engine, Halt};
 use crate::approval::Answer;
-use crate::event::{Event, Measurement};
+use crate::event::{Clock, Comparison, Event, Measurement};
 use crate::exec::Action;
-use crate::metrics::Reading;
-use crate::metrics::{Probe, Which, measure};
-use crate::plan::{Metric, MetricMode, Stage, show_reading};
+use crate::metrics::{Probe, Reading, Taken, Which, take};
+use crate::plan::{Metric, MetricMode, Plan, Stage, show_reading};
 
 /// Extra time a whole measurement may take beyond the source's own timeout before the poller
 /// gives up on it (the source's client should have given up first).
@@ -49,21 +48,21 @@ impl Engine {
         let start = Instant::now();
         let bake_end = start + stage.bake;
         let hold_end = bake_end + stage.max_hold;
-        let (tx, mut rx) = mpsc::channel::<(usize, Reading)>(64);
+        let (tx, mut rx) = mpsc::channel::<(usize, Taken)>(64);
         // Dropping the set when the bake ends, for whatever reason, aborts every poller.
         let mut pollers = JoinSet::new();
         for (slot, &index) in stage.metrics.iter().enumerate() {
             let probe = self.probes[index].clone();
             let metric = plan.metrics[index].clone();
             let timeout = plan.sources[metric.source].timeout + MEASURE_GRACE;
-            pollers.spawn(poll(
+            let poller = Poller {
                 probe,
                 metric,
-                stage.interval,
+                interval: stage.interval,
                 timeout,
-                slot,
-                tx.clone(),
-            ));
+                clock: self.events.clock(),
+            };
+            pollers.spawn(poller.poll(slot, tx.clone()));
         }
         drop(tx);
         let mut histories = vec![History::default(); metrics.len()];
@@ -100,13 +99,17 @@ impl Engine {
             }
             let paused = window.paused();
             tokio::select! {
-                Some((slot, reading)) = rx.recv() => {
+                // In order: evidence that arrives at the same moment as the bake's end is
+                // judged first, so a replay on a virtual clock decides the same way every time.
+                biased;
+                Some((slot, taken)) = rx.recv() => {
                     let metric = metrics[slot];
-                    let verdict = judge(metric, &reading);
+                    let (verdict, comparison) = assess(metric, &taken.reading);
                     histories[slot].record(verdict);
-                    self.events.emit(Event::Measured(measurement(stage.number, metric, &reading, verdict, &histories[slot])));
+                    let m = measurement(&plan, stage.number, metric, &taken, verdict, comparison, &histories[slot]);
+                    self.events.emit(Event::Measured(m.clone()));
                     if standing(metric, &histories[slot]) == Standing::Breached {
-                        return Err(Halt::Rollback(breach_reason(stage, metric, &reading, &histories[slot])));
+                        return Err(Halt::Rollback(breach_reason(stage, metric, &m, &histories[slot])));
                     }
                 }
                 _ = sleep_until(bake_end), if !bake_done => bake_done = true,
@@ -190,43 +193,65 @@ impl Engine {
     }
 }
 
-/// Polls one metric forever: the first reading one interval after the weight is applied (the
-/// new version needs traffic before it can be measured), then one per interval.
-async fn poll(
+/// One metric's poller.
+struct Poller {
     probe: Arc<dyn Probe>,
     metric: Metric,
     interval: Duration,
     timeout: Duration,
-    slot: usize,
-    tx: mpsc::Sender<(usize, Reading)>,
-) {
-    let mut ticker = tokio::time::interval_at(Instant::now() + interval, interval);
-    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    loop {
-        ticker.tick().await;
-        let reading = tokio::time::timeout(timeout, measure(&*probe, &metric))
-            .await
-            .unwrap_or_else(|_| {
-                Reading::Error(format!(
-                    "no answer within {}",
-                    humantime::format_duration(timeout)
-                ))
-            });
-        if tx.send((slot, reading)).await.is_err() {
-            return;
+    clock: Clock,
+}
+
+impl Poller {
+    /// Polls forever: the first reading one interval after the weight is applied (the new
+    /// version needs traffic before it can be measured), then one per interval.
+    async fn poll(self, slot: usize, tx: mpsc::Sender<(usize, Taken)>) {
+        let mut ticker = tokio::time::interval_at(Instant::now() + self.interval, self.interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let at = self.clock.now();
+            let taken = tokio::time::timeout(self.timeout, take(&*self.probe, &self.metric, at))
+                .await
+                .unwrap_or_else(|_| Taken {
+                    reading: Reading::Error(format!(
+                        "no answer within {}",
+                        humantime::format_duration(self.timeout)
+                    )),
+                    at,
+                    query: self.probe.sent(Which::Value, at),
+                    baseline_query: self
+                        .metric
+                        .query
+                        .has_baseline()
+                        .then(|| self.probe.sent(Which::Baseline, at)),
+                });
+            if tx.send((slot, taken)).await.is_err() {
+                return;
+            }
         }
     }
 }
 
 fn measurement(
+    plan: &Plan,
     stage: usize,
     metric: &Metric,
-    reading: &Reading,
+    taken: &Taken,
     verdict: crate::event::Verdict,
+    comparison: Option<Comparison>,
     history: &History,
 ) -> Measurement {
-    let (value, baseline, detail) = match reading {
+    let (value, baseline, detail) = match &taken.reading {
         Reading::Value { value, baseline } => (Some(*value), *baseline, None),
+        Reading::Samples { .. } => {
+            let c = comparison.as_ref();
+            (
+                c.and_then(|c| c.canary_median),
+                c.and_then(|c| c.baseline_median),
+                c.and_then(super::judge::too_few),
+            )
+        }
         Reading::NoData(detail) => (
             None,
             None,
@@ -248,6 +273,12 @@ fn measurement(
         breach_streak: history.breach_streak(),
         warn_only: metric.mode == MetricMode::Warn,
         shown_as_percent: metric.in_percent(),
+        source: plan.sources[metric.source].name.to_string(),
+        query: taken.query.clone(),
+        baseline_query: taken.baseline_query.clone(),
+        evaluated_at: taken.at,
+        breaches: history.breaches(),
+        comparison: comparison.map(Box::new),
     }
 }
 
@@ -280,28 +311,37 @@ fn stuck_reasons(
     }
 }
 
-fn breach_reason(stage: &Stage, metric: &Metric, reading: &Reading, history: &History) -> String {
-    let condition = metric
-        .rollback
-        .as_ref()
-        .map(|c| format!(" (rollback when {c})"))
-        .unwrap_or_default();
+/// The decision in one sentence: the metric, its values, the rule that fired, the stage.
+fn breach_reason(stage: &Stage, metric: &Metric, m: &Measurement, history: &History) -> String {
     let show = |v: f64| show_reading(v, metric.in_percent());
-    let what = match reading {
-        Reading::Value {
-            value,
-            baseline: Some(b),
-        } => format!("was {} against a baseline of {}", show(*value), show(*b)),
-        Reading::Value { value, .. } => format!("was {}", show(*value)),
+    let what = match (&m.comparison, m.value, m.baseline) {
+        (Some(c), _, _) if m.verdict == crate::event::Verdict::Breach && c.worse => {
+            format!("had a {}", c.describe(show))
+        }
+        (_, Some(v), Some(b)) if m.comparison.is_none() => {
+            format!("was {} against a baseline of {}", show(v), show(b))
+        }
+        (_, Some(v), _) if m.comparison.is_none() => format!("was {}", show(v)),
         _ => "had no data (on_no_data = \"fail\")".to_string(),
     };
-    let streak = if metric.rollback_after > 1 {
-        format!(", {} breaches in a row", history.breach_streak())
-    } else {
-        String::new()
+    let condition = match (&metric.judge, &metric.rollback) {
+        (Some(judge), _) => format!(" ({})", super::judge::rule(judge)),
+        (None, Some(c)) => format!(" (rollback when {c})"),
+        (None, None) => String::new(),
+    };
+    let rule = match fired(metric, history) {
+        Some(BreachRule::Budget) => format!(
+            ", its breach number {} in this stage (max_breaches = {})",
+            history.breaches(),
+            metric.max_breaches
+        ),
+        Some(BreachRule::Streak) if metric.rollback_after > 1 => {
+            format!(", {} breaches in a row", history.breach_streak())
+        }
+        _ => String::new(),
     };
     format!(
-        "metric {} {what}{condition}{streak} in stage {} at {}",
+        "metric {} {what}{condition}{rule} in stage {} at {}",
         metric.name, stage.number, stage.weight
     )
 }

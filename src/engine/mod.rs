@@ -8,6 +8,8 @@
 
 mod bake;
 mod hooks;
+pub mod judge;
+pub mod mann_whitney;
 pub mod verdict;
 mod window;
 
@@ -21,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::approval::Approver;
 use crate::backend::{Backend, BackendError, Executor, Recovery, WeightChange};
-use crate::event::{Emitter, Event, Ledger, LedgerError, Outcome, OutcomeKind, Stamped};
+use crate::event::{Emitter, Event, Ledger, LedgerError, Outcome, OutcomeKind};
 use crate::metrics::Probe;
 use crate::plan::{HaltAction, HookEvent, Plan, Stage, Weight};
 
@@ -413,7 +415,7 @@ impl Engine {
     /// Puts a step on record, then tells the reporters; `Err` when it could not be recorded,
     /// and then nobody is told it happened.
     async fn commit(&self, event: Event) -> Result<(), LedgerError> {
-        let stamped = Stamped::now(event);
+        let stamped = self.events.stamp(event);
         let mut attempt = 1;
         loop {
             match self.ledger.record(&stamped).await {

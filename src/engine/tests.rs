@@ -34,10 +34,40 @@ impl Probe for ScriptedProbe {
         "scripted".into()
     }
 
-    async fn read(&self, _: Which) -> Result<Found, ProbeError> {
+    fn sent(&self, _: Which, _: std::time::SystemTime) -> String {
+        "scripted".into()
+    }
+
+    async fn read(&self, _: Which, _: std::time::SystemTime) -> Result<Found, ProbeError> {
         tokio::time::sleep(self.delay).await;
         (self.script)(self.start.elapsed())
             .map(|v| v.map_or_else(|| Found::NoData("scripted".into()), Found::Value))
+    }
+}
+
+type Samples = Box<dyn Fn(Duration) -> Vec<f64> + Send + Sync>;
+
+struct SamplesProbe {
+    start: Instant,
+    canary: Samples,
+    baseline: Vec<f64>,
+}
+
+#[async_trait]
+impl Probe for SamplesProbe {
+    fn describe(&self, _: Which) -> String {
+        "samples".into()
+    }
+
+    fn sent(&self, which: Which, _: std::time::SystemTime) -> String {
+        format!("samples of {which:?}")
+    }
+
+    async fn read(&self, which: Which, _: std::time::SystemTime) -> Result<Found, ProbeError> {
+        Ok(Found::Samples(match which {
+            Which::Value => (self.canary)(self.start.elapsed()),
+            Which::Baseline => self.baseline.clone(),
+        }))
     }
 }
 
@@ -200,9 +230,12 @@ impl Run {
     }
 }
 
+/// Makes one metric's probe, given the test's start.
+type MakeProbe = Box<dyn FnOnce(Instant) -> Arc<dyn Probe>>;
+
 struct Setup {
     plan: Plan,
-    scripts: Vec<(Duration, Script)>,
+    scripts: Vec<MakeProbe>,
     approver: Arc<dyn Approver>,
     interrupt_at: Option<Duration>,
     fail_weight: Option<f64>,
@@ -301,13 +334,30 @@ impl Setup {
         }
     }
 
-    fn probe(mut self, script: Script) -> Self {
-        self.scripts.push((Duration::ZERO, script));
-        self
+    fn probe(self, script: Script) -> Self {
+        self.slow_probe(Duration::ZERO, script)
     }
 
     fn slow_probe(mut self, delay: Duration, script: Script) -> Self {
-        self.scripts.push((delay, script));
+        self.scripts.push(Box::new(move |start| {
+            Arc::new(ScriptedProbe {
+                start,
+                delay,
+                script,
+            })
+        }));
+        self
+    }
+
+    /// A judged metric's probe: the canary's samples by virtual time, the baseline's fixed.
+    fn samples(mut self, canary: Samples, baseline: Vec<f64>) -> Self {
+        self.scripts.push(Box::new(move |start| {
+            Arc::new(SamplesProbe {
+                start,
+                canary,
+                baseline,
+            })
+        }));
         self
     }
 
@@ -317,17 +367,8 @@ impl Setup {
         let collect = Arc::new(Collect::default());
         *collect.1.lock().unwrap() = Some(start);
         let events = Emitter::new(vec![collect.clone()]);
-        let probes: Vec<Arc<dyn Probe>> = self
-            .scripts
-            .into_iter()
-            .map(|(delay, script)| {
-                Arc::new(ScriptedProbe {
-                    start,
-                    delay,
-                    script,
-                }) as Arc<dyn Probe>
-            })
-            .collect();
+        let probes: Vec<Arc<dyn Probe>> =
+            self.scripts.into_iter().map(|make| make(start)).collect();
         assert_eq!(
             probes.len(),
             self.plan.metrics.len(),
@@ -830,3 +871,215 @@ async fn a_passing_journal_fault_is_retried_and_the_run_goes_on() {
 }
 
 mod window;
+/// Breaches one reading in three: never two in a row.
+fn one_in_three(t: Duration) -> Result<Option<f64>, ProbeError> {
+    Ok(Some(if t.as_secs() % 30 == 10 { 9.0 } else { 0.1 }))
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breach_budget_catches_breaches_that_never_make_a_streak() {
+    let p = plan_with(
+        &metric("errors", "rollback_after = 2"),
+        THREE_STAGES,
+        "bake = \"10m\"\ninterval = \"10s\"",
+    );
+    let run = Setup::new(p).probe(Box::new(one_in_three)).run().await;
+    assert_eq!(run.outcome.kind, OutcomeKind::RolledBack);
+    // Breaches at 10, 40 and 70 s: the third one in the stage is the budget (3 by default).
+    assert_eq!(run.when("rollback"), 70 * SEC);
+    assert_eq!(
+        run.outcome.reason,
+        "Rolled back to the stable version because metric errors was 9 (rollback when > 5), \
+         its breach number 3 in this stage (max_breaches = 3) in stage 1 at 10%."
+    );
+    // Without a budget the same readings hold no streak: the stage passes.
+    let p = plan_with(
+        &metric(
+            "errors",
+            "rollback_after = 2\nmax_breaches = 0\nmin_samples = 1",
+        ),
+        THREE_STAGES,
+        "bake = \"60s\"\ninterval = \"10s\"",
+    );
+    let run = Setup::new(p)
+        .probe(Box::new(|t| {
+            Ok(Some(if t.as_secs() % 20 == 10 { 9.0 } else { 0.1 }))
+        }))
+        .run()
+        .await;
+    assert_eq!(run.outcome.kind, OutcomeKind::Promoted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breach_budget_is_per_stage() {
+    let plan = || {
+        plan_with(
+            &metric("errors", "rollback_after = 2"),
+            THREE_STAGES,
+            "bake = \"60s\"\ninterval = \"10s\"",
+        )
+    };
+    // Two breaches in stage 1 (30, 50 s) and one in stage 2 (80 s): three in all, never three
+    // in one stage.
+    let run = Setup::new(plan())
+        .probe(Box::new(|t| {
+            Ok(Some(if [30, 50, 80].contains(&t.as_secs()) {
+                9.0
+            } else {
+                0.1
+            }))
+        }))
+        .run()
+        .await;
+    assert_eq!(
+        run.outcome.kind,
+        OutcomeKind::Promoted,
+        "{}",
+        run.outcome.reason
+    );
+    assert_eq!(run.when("weight 50"), 60 * SEC);
+    // Stage 2 (60 to 120 s) with three scattered breaches of its own: its third rolls back.
+    let run = Setup::new(plan())
+        .probe(Box::new(|t| {
+            let breach = [30, 50, 70, 90, 110].contains(&t.as_secs());
+            Ok(Some(if breach { 9.0 } else { 0.1 }))
+        }))
+        .run()
+        .await;
+    assert_eq!(run.outcome.kind, OutcomeKind::RolledBack);
+    assert_eq!(run.when("rollback"), 110 * SEC);
+    assert!(
+        run.outcome
+            .reason
+            .contains("breach number 3 in this stage (max_breaches = 3) in stage 2"),
+        "{}",
+        run.outcome.reason
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_streak_and_a_budget_together_the_first_to_fire_decides() {
+    let p = plan_with(
+        &metric("errors", "rollback_after = 2\nmax_breaches = 3"),
+        THREE_STAGES,
+        "bake = \"10m\"\ninterval = \"10s\"",
+    );
+    // 10 breach, 20 pass, 30 breach, 40 breach: the streak of two fires at 40 s, before a third.
+    let run = Setup::new(p)
+        .probe(Box::new(|t| {
+            Ok(Some(if [10, 30, 40].contains(&t.as_secs()) {
+                9.0
+            } else {
+                0.1
+            }))
+        }))
+        .run()
+        .await;
+    assert_eq!(run.when("rollback"), 40 * SEC);
+    assert!(
+        run.outcome
+            .reason
+            .contains("2 breaches in a row in stage 1"),
+        "{}",
+        run.outcome.reason
+    );
+    let breaches: Vec<u32> = run
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::Measured(m) => Some(m.breaches),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(breaches, [1, 1, 2, 3]);
+}
+
+/// 20 latencies around `center` seconds, the same spread each time.
+fn latencies(center: f64) -> Vec<f64> {
+    (0..20)
+        .map(|i| center * (0.95 + 0.005 * f64::from(i)))
+        .collect()
+}
+
+fn judged(extra: &str) -> String {
+    format!(
+        "[[metrics]]\nname = \"latency\"\nsource = \"cmd\"\nrun = [\"canary\"]\nbaseline_run = [\"stable\"]\n\
+         judge = \"mann-whitney\"\n{extra}\n"
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_judged_canary_forty_percent_slower_is_rolled_back_with_the_evidence() {
+    let stages = "[[stages]]\nweight = 10\n[[stages]]\nweight = 50\nmetrics = []\n[[stages]]\nweight = 100\nmetrics = []\n";
+    let p = plan_with(&judged(""), stages, "bake = \"10m\"\ninterval = \"30s\"");
+    // Healthy for two minutes, then 40% slower: still only 0.14 s, under any fixed ceiling.
+    let run = Setup::new(p)
+        .samples(
+            Box::new(|t| latencies(if t > 120 * SEC { 0.14 } else { 0.1 })),
+            latencies(0.1),
+        )
+        .run()
+        .await;
+    assert_eq!(run.outcome.kind, OutcomeKind::RolledBack);
+    assert_eq!(run.when("rollback"), 150 * SEC);
+    let reason = &run.outcome.reason;
+    assert!(
+        reason.starts_with(
+            "Rolled back to the stable version because metric latency had a median 0.1396 against \
+             the baseline's 0.09975 (40% higher, p = 3.4e-8"
+        ) && reason.ends_with(
+            "; 20 and 20 samples) (mann-whitney: a breach when higher by more than 25% at 98% \
+             confidence) in stage 1 at 10%."
+        ),
+        "{reason}"
+    );
+    let last = run
+        .events
+        .iter()
+        .rev()
+        .find_map(|(_, e)| match e {
+            Event::Measured(m) => Some(m.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let c = last
+        .comparison
+        .expect("a judged measurement carries its comparison");
+    assert_eq!((c.canary_points, c.baseline_points), (20, 20));
+    assert!(
+        c.worse && c.significant && c.p_value.unwrap() < 0.02,
+        "{c:?}"
+    );
+    assert_eq!(last.value, c.canary_median);
+    assert_eq!(last.query, "samples of Value");
+    assert_eq!(last.baseline_query.as_deref(), Some("samples of Baseline"));
+    let verdicts: Vec<_> = run
+        .measurements("latency")
+        .iter()
+        .map(|(_, v)| *v)
+        .collect();
+    use crate::event::Verdict::{Breach, Pass};
+    assert_eq!(verdicts, [Pass, Pass, Pass, Pass, Breach]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_judged_metric_with_too_few_samples_holds() {
+    let p = plan_with(
+        &judged("min_points = 30"),
+        "[[stages]]\nweight = 10\n[[stages]]\nweight = 100\nmetrics = []\n",
+        "bake = \"1m\"\ninterval = \"30s\"\nmax_hold = \"1m\"\non_timeout = \"pause\"",
+    );
+    let run = Setup::new(p)
+        .samples(Box::new(|_| latencies(0.1)), latencies(0.1))
+        .run()
+        .await;
+    assert_eq!(run.outcome.kind, OutcomeKind::Paused);
+    let detail = run.events.iter().find_map(|(_, e)| match e {
+        Event::Measured(m) => m.detail.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        detail.as_deref(),
+        Some("20 canary and 20 baseline samples in the window; min_points is 30")
+    );
+}

@@ -2,20 +2,49 @@
 //!
 //! Nothing here does I/O or reads a clock, so every rule is pinned down by table tests.
 
-use crate::event::Verdict;
+use crate::event::{Comparison, Verdict};
 use crate::metrics::Reading;
 use crate::plan::{Metric, MetricMode, OnNoData};
 
+/// Judges one reading: against the metric's conditions, or for a judged metric by comparing
+/// its samples with the baseline's (see `assess`).
+pub fn judge(metric: &Metric, reading: &Reading) -> Verdict {
+    assess(metric, reading).0
+}
+
+/// The verdict of one reading, with a judged metric's comparison as evidence.
+pub fn assess(metric: &Metric, reading: &Reading) -> (Verdict, Option<Comparison>) {
+    let Reading::Samples { canary, baseline } = reading else {
+        return (against_conditions(metric, reading), None);
+    };
+    let Some(judge) = &metric.judge else {
+        return (Verdict::Error, None);
+    };
+    let comparison = super::judge::compare(judge, canary, baseline);
+    let verdict = match super::judge::verdict(&comparison) {
+        Verdict::NoData => no_data(metric),
+        v => v,
+    };
+    (verdict, Some(comparison))
+}
+
+/// What no data counts as, by the metric's `on_no_data`.
+fn no_data(metric: &Metric) -> Verdict {
+    match metric.on_no_data {
+        OnNoData::Inconclusive => Verdict::NoData,
+        OnNoData::Fail => Verdict::Breach,
+        OnNoData::Pass => Verdict::Pass,
+    }
+}
+
 /// Judges one reading against the metric's conditions. A breach wins over a pass: when both
 /// hold, the release is in trouble.
-pub fn judge(metric: &Metric, reading: &Reading) -> Verdict {
+fn against_conditions(metric: &Metric, reading: &Reading) -> Verdict {
     match reading {
         Reading::Error(_) => Verdict::Error,
-        Reading::NoData(_) => match metric.on_no_data {
-            OnNoData::Inconclusive => Verdict::NoData,
-            OnNoData::Fail => Verdict::Breach,
-            OnNoData::Pass => Verdict::Pass,
-        },
+        Reading::NoData(_) => no_data(metric),
+        // Samples go to `assess`; a plain metric never asks for them.
+        Reading::Samples { .. } => Verdict::Error,
         Reading::Value { value, baseline } => {
             // A condition that cannot be computed (it needs a baseline that is missing, or it
             // divides by zero) neither holds nor fails. A computable rollback that holds is a
@@ -53,6 +82,7 @@ pub fn judge(metric: &Metric, reading: &Reading) -> Verdict {
 pub struct History {
     verdicts: Vec<Verdict>,
     breach_streak: u32,
+    breaches: u32,
 }
 
 impl History {
@@ -61,7 +91,10 @@ impl History {
     pub fn record(&mut self, verdict: Verdict) {
         self.verdicts.push(verdict);
         match verdict {
-            Verdict::Breach => self.breach_streak += 1,
+            Verdict::Breach => {
+                self.breach_streak += 1;
+                self.breaches += 1;
+            }
             Verdict::Pass | Verdict::Gray => self.breach_streak = 0,
             Verdict::NoData | Verdict::Error => {}
         }
@@ -69,6 +102,11 @@ impl History {
 
     pub fn breach_streak(&self) -> u32 {
         self.breach_streak
+    }
+
+    /// Breaches in this stage, in a row or not.
+    pub fn breaches(&self) -> u32 {
+        self.breaches
     }
 
     pub fn total(&self) -> usize {
@@ -95,12 +133,48 @@ pub enum Standing {
     Holding(String),
 }
 
+/// Which rollback rule a metric's breaches set off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreachRule {
+    /// `rollback_after` breaches in a row.
+    Streak,
+    /// `max_breaches` breaches in the stage, in a row or not.
+    Budget,
+}
+
+/// The rollback rules over a stage's breaches: `rollback_after` in a row, or `max_breaches` in
+/// all (0: no budget). The streak is named first when both fire at once.
+pub fn breach_rule(
+    rollback_after: u32,
+    max_breaches: u32,
+    streak: u32,
+    breaches: u32,
+) -> Option<BreachRule> {
+    if streak >= rollback_after {
+        Some(BreachRule::Streak)
+    } else if max_breaches > 0 && breaches >= max_breaches {
+        Some(BreachRule::Budget)
+    } else {
+        None
+    }
+}
+
+/// The rule a metric's history in this stage sets off, if any.
+pub fn fired(metric: &Metric, history: &History) -> Option<BreachRule> {
+    breach_rule(
+        metric.rollback_after,
+        metric.max_breaches,
+        history.breach_streak(),
+        history.breaches(),
+    )
+}
+
 /// Applies the advancement and rollback rules to one metric's history in the current stage.
 pub fn standing(metric: &Metric, history: &History) -> Standing {
     if metric.mode == MetricMode::Warn {
         return Standing::Ready;
     }
-    if history.breach_streak() >= metric.rollback_after {
+    if fired(metric, history).is_some() {
         return Standing::Breached;
     }
     let min = metric.min_samples as usize;
@@ -165,6 +239,8 @@ mod tests {
             min_coverage: 0.5,
             on_no_data: OnNoData::Inconclusive,
             mode: MetricMode::Enforce,
+            judge: None,
+            max_breaches: 3,
         }
     }
 
@@ -353,6 +429,56 @@ mod tests {
                 "case {i}: {verdicts:?}"
             );
         }
+    }
+
+    #[test]
+    fn breach_rules_streak_and_budget() {
+        use BreachRule::*;
+        // (rollback_after, max_breaches, streak, breaches in the stage, expected)
+        let cases = [
+            (1, 3, 0, 0, None),
+            (1, 3, 1, 1, Some(Streak)),
+            (2, 3, 1, 1, None),
+            (2, 3, 1, 2, None),
+            // One breach in three never builds a streak; the third breach is the budget.
+            (2, 3, 1, 3, Some(Budget)),
+            (2, 3, 2, 3, Some(Streak)),
+            (3, 4, 2, 3, None),
+            (3, 4, 1, 4, Some(Budget)),
+            // 0 turns the budget off.
+            (2, 0, 1, 50, None),
+            (2, 0, 2, 50, Some(Streak)),
+            // A budget below the streak fires first.
+            (5, 2, 2, 2, Some(Budget)),
+        ];
+        for (after, max, streak, breaches, expected) in cases {
+            assert_eq!(
+                breach_rule(after, max, streak, breaches),
+                expected,
+                "rollback_after {after}, max_breaches {max}, streak {streak}, breaches {breaches}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_breach_budget_counts_breaches_apart() {
+        let mut m = metric(Some("< 1"), Some("> 2"));
+        m.rollback_after = 2;
+        m.max_breaches = 3;
+        let spread = [Breach, Pass, Breach, Gray, NoData, Breach];
+        assert_eq!(
+            standing(&m, &history(&spread[..5])),
+            Standing::Holding("the latest measurement is gray".into())
+        );
+        assert_eq!(standing(&m, &history(&spread)), Standing::Breached);
+        m.max_breaches = 0;
+        assert_eq!(
+            standing(&m, &history(&spread)),
+            Standing::Holding("the latest measurement is breach".into())
+        );
+        m.mode = MetricMode::Warn;
+        m.max_breaches = 1;
+        assert_eq!(standing(&m, &history(&spread)), Standing::Ready);
     }
 
     #[test]

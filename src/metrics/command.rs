@@ -1,6 +1,6 @@
 //! `type = "command"`: a metric's own command prints one number on stdout.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
@@ -9,6 +9,8 @@ use crate::exec::{Cmd, KEEP, human_bytes, run_command};
 use crate::plan::Argv;
 
 pub struct CommandProbe {
+    /// A judged metric: the command prints several numbers, its samples.
+    pub samples: bool,
     pub run: Argv,
     pub baseline_run: Option<Argv>,
     pub timeout: Duration,
@@ -31,7 +33,11 @@ impl Probe for CommandProbe {
         format!("run `{}`", self.argv(which))
     }
 
-    async fn read(&self, which: Which) -> Result<Found, ProbeError> {
+    fn sent(&self, which: Which, _at: SystemTime) -> String {
+        self.redactor.redact(&self.describe(which))
+    }
+
+    async fn read(&self, which: Which, _at: SystemTime) -> Result<Found, ProbeError> {
         self.run(which)
             .await
             .map_err(|e| e.redacted(&self.redactor))
@@ -66,8 +72,28 @@ impl CommandProbe {
                 human_bytes(output.stdout_dropped + 2 * KEEP as u64)
             )));
         }
-        parse_output(&output.stdout)
+        if self.samples {
+            parse_samples(&output.stdout)
+        } else {
+            parse_output(&output.stdout)
+        }
     }
+}
+
+/// Several numbers, separated by white space: a judged metric's samples. NaN and infinities
+/// are no samples.
+pub fn parse_samples(stdout: &str) -> Result<Found, ProbeError> {
+    let mut values = Vec::new();
+    for word in stdout.split_whitespace() {
+        let v: f64 = word.parse().map_err(|_| {
+            let shown: String = word.chars().take(80).collect();
+            ProbeError::Malformed(format!("expected numbers on stdout, got {shown:?}"))
+        })?;
+        if v.is_finite() {
+            values.push(v);
+        }
+    }
+    Ok(Found::Samples(values))
 }
 
 /// One number on stdout. Nothing is no data, and so are NaN, infinities and numbers too large
@@ -110,6 +136,7 @@ mod tests {
 
     fn probe(script: &str) -> CommandProbe {
         CommandProbe {
+            samples: false,
             run: Argv::new(["sh", "-c", script].map(String::from).to_vec()).unwrap(),
             baseline_run: None,
             timeout: Duration::from_secs(60),
@@ -121,7 +148,7 @@ mod tests {
     #[tokio::test]
     async fn a_flood_on_stdout_is_an_unusable_answer() {
         let err = probe("head -c 50000000 /dev/zero")
-            .read(Which::Value)
+            .read(Which::Value, SystemTime::now())
             .await
             .unwrap_err();
         assert_eq!(
@@ -133,7 +160,7 @@ mod tests {
     #[tokio::test]
     async fn a_huge_stderr_line_is_bounded_in_the_error() {
         let err = probe("head -c 20000000 /dev/zero | tr '\\0' x >&2; exit 2")
-            .read(Which::Value)
+            .read(Which::Value, SystemTime::now())
             .await
             .unwrap_err()
             .to_string();

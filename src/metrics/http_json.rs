@@ -1,12 +1,14 @@
 //! `type = "http-json"`: GET a JSON document and read one number at a JSON pointer.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
 use super::{Found, Probe, ProbeError, Redactor, Which, number, transport_error};
 
 pub struct HttpJson {
+    /// A judged metric: `path` and `baseline_path` point at arrays of samples.
+    pub samples: bool,
     pub client: reqwest::Client,
     pub url: String,
     /// The URL as the plan writes it (`${VAR}`s unresolved), for messages.
@@ -30,10 +32,19 @@ impl HttpJson {
 #[async_trait]
 impl Probe for HttpJson {
     fn describe(&self, which: Which) -> String {
-        format!("GET {} and read {}", self.url_shown, self.pointer(which))
+        let what = if self.samples { "the samples at " } else { "" };
+        format!(
+            "GET {} and read {what}{}",
+            self.url_shown,
+            self.pointer(which)
+        )
     }
 
-    async fn read(&self, which: Which) -> Result<Found, ProbeError> {
+    fn sent(&self, which: Which, _at: SystemTime) -> String {
+        self.redactor.redact(&self.describe(which))
+    }
+
+    async fn read(&self, which: Which, _at: SystemTime) -> Result<Found, ProbeError> {
         self.get(which)
             .await
             .map_err(|e| e.redacted(&self.redactor))
@@ -61,8 +72,48 @@ impl HttpJson {
                 message: self.redactor.snippet(&body),
             });
         }
-        extract(&body, self.pointer(which))
+        if self.samples {
+            extract_samples(&body, self.pointer(which))
+        } else {
+            extract(&body, self.pointer(which))
+        }
     }
+}
+
+/// The array of numbers at `pointer`: a judged metric's samples. Nulls, NaN and infinities are
+/// no samples; anything else but a number (or a string holding one) is an unusable answer.
+pub fn extract_samples(body: &[u8], pointer: &str) -> Result<Found, ProbeError> {
+    let document: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ProbeError::Malformed(format!("the body is not JSON: {e}")))?;
+    let items = match document.pointer(pointer) {
+        None => return Ok(Found::NoData(format!("the document has no {pointer}"))),
+        Some(serde_json::Value::Null) => return Ok(Found::NoData(format!("{pointer} is null"))),
+        Some(serde_json::Value::Array(items)) => items,
+        Some(_) => {
+            return Err(ProbeError::Malformed(format!(
+                "{pointer} is not an array of samples"
+            )));
+        }
+    };
+    let mut values = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let value = match item {
+            serde_json::Value::Null => continue,
+            serde_json::Value::Number(n) => n.as_f64(),
+            serde_json::Value::String(s) => s.trim().parse::<f64>().ok(),
+            _ => None,
+        };
+        match value {
+            Some(v) if v.is_finite() => values.push(v),
+            Some(_) => {}
+            None => {
+                return Err(ProbeError::Malformed(format!(
+                    "{pointer}/{i} is not a number"
+                )));
+            }
+        }
+    }
+    Ok(Found::Samples(values))
 }
 
 /// The number at `pointer`. A missing key or `null` is no data, and so are NaN, infinities and

@@ -3,11 +3,14 @@
 //! an error. Judging the number is the engine's business (`engine::verdict`).
 
 pub mod command;
+pub mod history;
 pub mod http_json;
 pub mod prometheus;
+pub mod promql;
+pub mod range;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -22,6 +25,12 @@ pub use crate::exec::redact::{REDACTED, Redactor};
 pub enum Reading {
     /// The source answered with a number, and with the baseline's number when the metric has one.
     Value { value: f64, baseline: Option<f64> },
+    /// A judged metric's samples over its window: the canary's and the baseline's, every
+    /// finite value of every series.
+    Samples {
+        canary: Vec<f64>,
+        baseline: Vec<f64>,
+    },
     /// The source answered but had no value (empty vector, NaN, +Inf, missing baseline); the
     /// detail says what it answered instead, when that is known.
     NoData(Option<String>),
@@ -79,8 +88,13 @@ pub trait Probe: Send + Sync {
     /// What is read, for people; never contains a header value.
     fn describe(&self, which: Which) -> String;
 
-    /// One reading: a number, or no data when the source answered without a usable one.
-    async fn read(&self, which: Which) -> Result<Found, ProbeError>;
+    /// The request a reading at `at` sends, as sent, for the evidence: `${VAR}`s stay
+    /// unresolved and nothing secret is in it.
+    fn sent(&self, which: Which, at: SystemTime) -> String;
+
+    /// One reading, evaluated at `at`: a number (the samples of the window before `at`, for a
+    /// judged metric), or no data when the source answered without a usable one.
+    async fn read(&self, which: Which, at: SystemTime) -> Result<Found, ProbeError>;
 }
 
 /// What a source answered, when it answered.
@@ -88,6 +102,8 @@ pub trait Probe: Send + Sync {
 pub enum Found {
     /// A finite number.
     Value(f64),
+    /// A judged metric's samples: the finite values only.
+    Samples(Vec<f64>),
     /// No usable number; says what the source answered instead ("the source returned NaN").
     NoData(String),
 }
@@ -96,9 +112,30 @@ impl Found {
     pub fn value(&self) -> Option<f64> {
         match self {
             Found::Value(v) => Some(*v),
-            Found::NoData(_) => None,
+            Found::Samples(_) | Found::NoData(_) => None,
         }
     }
+}
+
+/// A judged metric's window of samples: how far back, at what resolution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SampleWindow {
+    pub length: Duration,
+    pub step: Duration,
+}
+
+impl SampleWindow {
+    pub fn of(metric: &Metric) -> Option<SampleWindow> {
+        metric.judge.as_ref().map(|j| SampleWindow {
+            length: j.window,
+            step: j.step,
+        })
+    }
+}
+
+/// RFC 3339 with milliseconds, UTC: how times are sent to sources and shown in evidence.
+pub fn rfc3339(at: SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
 }
 
 #[derive(Debug, Error)]
@@ -192,6 +229,58 @@ pub fn secrets(plan: &Plan) -> Redactor {
     Redactor::new(values)
 }
 
+/// A Prometheus metric's probe as such (for replaying its history); `None` for other sources.
+pub fn prometheus_probe(
+    plan: &Plan,
+    metric: &Metric,
+    client: &reqwest::Client,
+    redactor: &Redactor,
+) -> Result<Option<prometheus::Prometheus>, SetupError> {
+    let Query::Prometheus {
+        endpoint,
+        query,
+        baseline,
+        reduce,
+    } = &metric.query
+    else {
+        return Ok(None);
+    };
+    let source = &plan.sources[metric.source];
+    let name = source.name.as_str();
+    Ok(Some(prometheus::Prometheus {
+        window: SampleWindow::of(metric),
+        client: client.clone(),
+        base_url: resolve_url(name, &endpoint.url)?,
+        url_shown: endpoint.url.to_string(),
+        headers: header_map(name, &endpoint.headers, &|t| resolve(name, t))?,
+        timeout: source.timeout,
+        query: query.clone(),
+        baseline: baseline.clone(),
+        reduce: *reduce,
+        redactor: redactor.clone(),
+    }))
+}
+
+fn resolve(source: &str, t: &Template) -> Result<String, SetupError> {
+    t.resolve_env().map_err(|var| SetupError::Env {
+        source_name: source.to_string(),
+        var,
+    })
+}
+
+/// A URL whose scheme came from a variable is checked once it is known.
+fn resolve_url(source: &str, t: &Template) -> Result<String, SetupError> {
+    let url = resolve(source, t)?;
+    if url.starts_with("http://") || url.starts_with("https://") {
+        Ok(url)
+    } else {
+        Err(SetupError::Url {
+            source_name: source.to_string(),
+            template: t.to_string(),
+        })
+    }
+}
+
 fn build(
     plan: &Plan,
     metric: &Metric,
@@ -200,56 +289,28 @@ fn build(
 ) -> Result<Arc<dyn Probe>, SetupError> {
     let source = &plan.sources[metric.source];
     let name = source.name.as_str();
-    let resolve = |t: &Template| {
-        t.resolve_env().map_err(|var| SetupError::Env {
-            source_name: name.to_string(),
-            var,
-        })
-    };
-    // A URL whose scheme came from a variable is checked once it is known.
-    let resolve_url = |t: &Template| {
-        let url = resolve(t)?;
-        if url.starts_with("http://") || url.starts_with("https://") {
-            Ok(url)
-        } else {
-            Err(SetupError::Url {
-                source_name: name.to_string(),
-                template: t.to_string(),
-            })
-        }
-    };
     Ok(match &metric.query {
-        Query::Prometheus {
-            endpoint,
-            query,
-            baseline,
-            reduce,
-        } => Arc::new(prometheus::Prometheus {
-            client: client.clone(),
-            base_url: resolve_url(&endpoint.url)?,
-            url_shown: endpoint.url.to_string(),
-            headers: header_map(name, &endpoint.headers, &resolve)?,
-            timeout: source.timeout,
-            query: query.clone(),
-            baseline: baseline.clone(),
-            reduce: *reduce,
-            redactor: redactor.clone(),
-        }),
+        Query::Prometheus { .. } => match prometheus_probe(plan, metric, client, redactor)? {
+            Some(probe) => Arc::new(probe) as Arc<dyn Probe>,
+            None => return Err(SetupError::Client("not a Prometheus query".into())),
+        },
         Query::HttpJson {
             endpoint,
             path,
             baseline_path,
         } => Arc::new(http_json::HttpJson {
+            samples: metric.judge.is_some(),
             client: client.clone(),
-            url: resolve_url(&endpoint.url)?,
+            url: resolve_url(name, &endpoint.url)?,
             url_shown: endpoint.url.to_string(),
-            headers: header_map(name, &endpoint.headers, &resolve)?,
+            headers: header_map(name, &endpoint.headers, &|t| resolve(name, t))?,
             timeout: source.timeout,
             path: path.clone(),
             baseline_path: baseline_path.clone(),
             redactor: redactor.clone(),
         }),
         Query::Command { run, baseline_run } => Arc::new(command::CommandProbe {
+            samples: metric.judge.is_some(),
             run: run.clone(),
             baseline_run: baseline_run.clone(),
             timeout: source.timeout,
@@ -281,15 +342,35 @@ fn header_map(
     Ok(map)
 }
 
+/// One measurement as evidence: what was read, when it was evaluated, and what was sent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taken {
+    pub reading: Reading,
+    pub at: SystemTime,
+    pub query: String,
+    pub baseline_query: Option<String>,
+}
+
+/// Reads a metric and, when it has one, its baseline, both evaluated at `at`.
+pub async fn take(probe: &dyn Probe, metric: &Metric, at: SystemTime) -> Taken {
+    let has_baseline = metric.query.has_baseline();
+    Taken {
+        reading: measure(probe, metric, at).await,
+        at,
+        query: probe.sent(Which::Value, at),
+        baseline_query: has_baseline.then(|| probe.sent(Which::Baseline, at)),
+    }
+}
+
 /// Reads a metric and, when it has one, its baseline, at the same moment.
-pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
-    let value = probe.read(Which::Value);
+pub async fn measure(probe: &dyn Probe, metric: &Metric, at: SystemTime) -> Reading {
+    let value = probe.read(Which::Value, at);
     let (value, baseline) = if metric.query.has_baseline() {
-        let (value, baseline) = tokio::join!(value, probe.read(Which::Baseline));
+        let (value, baseline) = tokio::join!(value, probe.read(Which::Baseline, at));
         match (value, baseline) {
             (Err(e), _) => return Reading::Error(e.to_string()),
             (_, Err(e)) => return Reading::Error(format!("baseline: {e}")),
-            (Ok(v), Ok(b)) => (v, b.value()),
+            (Ok(v), Ok(b)) => (v, Some(b)),
         }
     } else {
         match value.await {
@@ -297,9 +378,19 @@ pub async fn measure(probe: &dyn Probe, metric: &Metric) -> Reading {
             Err(e) => return Reading::Error(e.to_string()),
         }
     };
-    match value {
-        Found::Value(value) => Reading::Value { value, baseline },
-        Found::NoData(detail) => Reading::NoData(Some(detail)),
+    match (value, baseline) {
+        (Found::Samples(canary), Some(Found::Samples(baseline))) => {
+            Reading::Samples { canary, baseline }
+        }
+        (Found::Samples(canary), _) => Reading::Samples {
+            canary,
+            baseline: Vec::new(),
+        },
+        (Found::Value(value), baseline) => Reading::Value {
+            value,
+            baseline: baseline.as_ref().and_then(Found::value),
+        },
+        (Found::NoData(detail), _) => Reading::NoData(Some(detail)),
     }
 }
 

@@ -1,14 +1,20 @@
-//! `type = "prometheus"`: instant queries against `/api/v1/query`.
+//! `type = "prometheus"`: instant queries against `/api/v1/query`, evaluated at the time the
+//! engine asks for (`time=`); a judged metric's window through `/api/v1/query_range`.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use serde::Deserialize;
 
-use super::{Found, Probe, ProbeError, Redactor, Which, number, transport_error};
+use super::range::{RangeQuery, RangeSeries, samples};
+use super::{
+    Found, Probe, ProbeError, Redactor, SampleWindow, Which, number, rfc3339, transport_error,
+};
 use crate::plan::Reduce;
 
 pub struct Prometheus {
+    /// A judged metric's window: its reads are range queries.
+    pub window: Option<SampleWindow>,
     pub client: reqwest::Client,
     pub base_url: String,
     /// The URL as the plan writes it (`${VAR}`s unresolved), for messages.
@@ -35,7 +41,7 @@ struct Response {
 enum Data {
     Scalar((f64, String)),
     Vector(Vec<Sample>),
-    Matrix(serde::de::IgnoredAny),
+    Matrix(Vec<RangeSeries>),
     String(serde::de::IgnoredAny),
 }
 
@@ -52,47 +58,160 @@ impl Prometheus {
         }
     }
 
-    fn endpoint(&self) -> String {
-        format!("{}/api/v1/query", self.base_url.trim_end_matches('/'))
+    fn path(&self) -> &'static str {
+        match self.window {
+            Some(_) => "/api/v1/query_range",
+            None => "/api/v1/query",
+        }
+    }
+
+    /// The parameters a reading at `at` sends, beside the query.
+    fn params(&self, at: SystemTime) -> Vec<(&'static str, String)> {
+        match self.window {
+            Some(window) => RangeQuery::ending(at, window).params(),
+            None => vec![("time", rfc3339(at))],
+        }
     }
 }
 
 #[async_trait]
 impl Probe for Prometheus {
     fn describe(&self, which: Which) -> String {
+        let over = self.window.map_or_else(String::new, |w| {
+            format!(
+                " (every sample of the last {} at {} resolution)",
+                humantime::format_duration(w.length),
+                humantime::format_duration(w.step)
+            )
+        });
         format!(
-            "GET {}/api/v1/query?query={}",
+            "GET {}{}?query={}{over}",
             self.url_shown.trim_end_matches('/'),
+            self.path(),
             self.query_for(which)
         )
     }
 
-    async fn read(&self, which: Which) -> Result<Found, ProbeError> {
-        self.get(which)
+    fn sent(&self, which: Which, at: SystemTime) -> String {
+        let params: String = self
+            .params(at)
+            .iter()
+            .map(|(k, v)| format!("&{k}={v}"))
+            .collect();
+        let sent = format!(
+            "GET {}{}?query={}{params}",
+            self.url_shown.trim_end_matches('/'),
+            self.path(),
+            self.query_for(which)
+        );
+        self.redactor.redact(&sent)
+    }
+
+    async fn read(&self, which: Which, at: SystemTime) -> Result<Found, ProbeError> {
+        self.get(which, at)
             .await
             .map_err(|e| e.redacted(&self.redactor))
     }
 }
 
 impl Prometheus {
-    async fn get(&self, which: Which) -> Result<Found, ProbeError> {
-        let request = self
-            .client
-            .get(self.endpoint())
-            .headers(self.headers.clone())
-            .query(&[("query", self.query_for(which))])
-            .timeout(self.timeout);
-        let response = request
-            .send()
-            .await
-            .map_err(|e| transport_error(e, self.timeout))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| transport_error(e, self.timeout))?;
-        interpret(status.as_u16(), &body, self.reduce, &self.redactor)
+    async fn get(&self, which: Which, at: SystemTime) -> Result<Found, ProbeError> {
+        let mut params = vec![("query", self.query_for(which).to_string())];
+        params.extend(self.params(at));
+        let url = format!("{}{}", self.base_url.trim_end_matches('/'), self.path());
+        let (status, body) =
+            fetch(&self.client, &url, &self.headers, &params, self.timeout).await?;
+        match self.window {
+            Some(_) => interpret_range(status, &body, &self.redactor).map(|s| samples(&s)),
+            None => interpret(status, &body, self.reduce, &self.redactor),
+        }
     }
+}
+
+impl Prometheus {
+    /// One range query of the metric's query (or baseline), whatever the metric's own reads.
+    pub async fn range(
+        &self,
+        which: Which,
+        q: &RangeQuery,
+    ) -> Result<Vec<RangeSeries>, ProbeError> {
+        let mut params = vec![("query", self.query_for(which).to_string())];
+        params.extend(q.params());
+        let url = format!("{}/api/v1/query_range", self.base_url.trim_end_matches('/'));
+        let fetched = fetch(&self.client, &url, &self.headers, &params, self.timeout).await;
+        fetched
+            .and_then(|(status, body)| interpret_range(status, &body, &self.redactor))
+            .map_err(|e| e.redacted(&self.redactor))
+    }
+
+    /// That range query as sent, for the evidence.
+    pub fn sent_range(&self, which: Which, q: &RangeQuery) -> String {
+        let params: String = q
+            .params()
+            .iter()
+            .map(|(k, v)| format!("&{k}={v}"))
+            .collect();
+        let sent = format!(
+            "GET {}/api/v1/query_range?query={}{params}",
+            self.url_shown.trim_end_matches('/'),
+            self.query_for(which)
+        );
+        self.redactor.redact(&sent)
+    }
+
+    /// How many series `selector` matched at any moment of the hour before `at`: what a hint
+    /// about an empty answer needs.
+    pub async fn series_count(&self, selector: &str, at: SystemTime) -> Result<usize, ProbeError> {
+        let params = vec![
+            ("query", format!("count(last_over_time({selector}[1h]))")),
+            ("time", rfc3339(at)),
+        ];
+        let url = format!("{}/api/v1/query", self.base_url.trim_end_matches('/'));
+        let (status, body) = fetch(&self.client, &url, &self.headers, &params, self.timeout)
+            .await
+            .map_err(|e| e.redacted(&self.redactor))?;
+        match interpret(status, &body, None, &self.redactor)? {
+            Found::Value(n) => Ok(n as usize),
+            _ => Ok(0),
+        }
+    }
+
+    /// The query (or baseline) as written in the plan.
+    pub fn query_text(&self, which: Which) -> &str {
+        self.query_for(which)
+    }
+
+    pub fn has_baseline(&self) -> bool {
+        self.baseline.is_some()
+    }
+
+    pub fn reduce(&self) -> Option<Reduce> {
+        self.reduce
+    }
+}
+
+/// One GET with the source's headers and timeout: the status and the body.
+pub async fn fetch(
+    client: &reqwest::Client,
+    url: &str,
+    headers: &reqwest::header::HeaderMap,
+    params: &[(&str, String)],
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), ProbeError> {
+    let response = client
+        .get(url)
+        .headers(headers.clone())
+        .query(params)
+        .timeout(timeout)
+        .send()
+        .await
+        .map_err(|e| transport_error(e, timeout))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| transport_error(e, timeout))?;
+    Ok((status.as_u16(), body.to_vec()))
 }
 
 /// Turns Prometheus's answer into a value. Public for unit tests over recorded answers.
@@ -103,6 +222,43 @@ pub fn interpret(
     reduce: Option<Reduce>,
     redactor: &Redactor,
 ) -> Result<Found, ProbeError> {
+    match parse(status, body, redactor)? {
+        Data::Scalar((_, value)) => parse_value(&value),
+        Data::Vector(samples) => reduce_samples(samples, reduce),
+        Data::Matrix(_) => Err(ProbeError::Malformed(
+            "the query returned a range vector; use an instant query (e.g. wrap it in rate(...[1m]))".into(),
+        )),
+        Data::String(_) => Err(ProbeError::Malformed("the query returned a string, not a number".into())),
+    }
+}
+
+/// A range query's answer: every series with its points.
+pub fn interpret_range(
+    status: u16,
+    body: &[u8],
+    redactor: &Redactor,
+) -> Result<Vec<RangeSeries>, ProbeError> {
+    match parse(status, body, redactor)? {
+        Data::Matrix(series) => Ok(series),
+        _ => Err(ProbeError::Malformed(
+            "a range query did not answer a matrix".into(),
+        )),
+    }
+}
+
+/// An instant vector given as its values (one per series), judged by the same rules as an
+/// instant query's answer (`reduce`, NaN, empty).
+pub fn instant_vector(values: &[&str], reduce: Option<Reduce>) -> Result<Found, ProbeError> {
+    let samples = values
+        .iter()
+        .map(|v| Sample {
+            value: (0.0, v.to_string()),
+        })
+        .collect();
+    reduce_samples(samples, reduce)
+}
+
+fn parse(status: u16, body: &[u8], redactor: &Redactor) -> Result<Data, ProbeError> {
     let parsed: Result<Response, _> = serde_json::from_slice(body);
     let response = match parsed {
         Ok(r) => r,
@@ -126,15 +282,9 @@ pub fn interpret(
         };
         return Err(ProbeError::Http { status, message });
     }
-    match response.data {
-        Some(Data::Scalar((_, value))) => parse_value(&value),
-        Some(Data::Vector(samples)) => reduce_samples(samples, reduce),
-        Some(Data::Matrix(_)) => Err(ProbeError::Malformed(
-            "the query returned a range vector; use an instant query (e.g. wrap it in rate(...[1m]))".into(),
-        )),
-        Some(Data::String(_)) => Err(ProbeError::Malformed("the query returned a string, not a number".into())),
-        None => Err(ProbeError::Malformed("the response has no data".into())),
-    }
+    response
+        .data
+        .ok_or_else(|| ProbeError::Malformed("the response has no data".into()))
 }
 
 fn reduce_samples(samples: Vec<Sample>, reduce: Option<Reduce>) -> Result<Found, ProbeError> {

@@ -49,6 +49,8 @@ pub fn notification(event: &Event) -> Option<NotifyOn> {
             OutcomeKind::RolledBack | OutcomeKind::Failed => NotifyOn::RolledBack,
             OutcomeKind::Paused => NotifyOn::Paused,
             OutcomeKind::RollbackFailed => NotifyOn::RollbackFailed,
+            // Only a backtest ends undecided, and a backtest tells nobody.
+            OutcomeKind::Undecided => return None,
         },
         _ => return None,
     })

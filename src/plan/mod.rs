@@ -8,6 +8,7 @@ mod backend_fields;
 pub mod condition;
 pub mod diagnostic;
 mod flags;
+mod judge;
 pub mod model;
 pub mod notify;
 mod parse;
@@ -30,6 +31,7 @@ pub use flags::{
     DEFAULT_CLEANUP_AFTER, FLAGD_STEPS_PER_PERCENT, FlagSpec, FlagdBackend,
     UNLEASH_STEPS_PER_PERCENT, UnleashBackend,
 };
+pub use judge::{Direction, Judge, PROMETHEUS_MAX_POINTS, default_max_breaches};
 pub use model::*;
 pub use notify::{Notify, NotifyKind, NotifyOn};
 pub use segments::{AttributeTest, MAX_SEGMENTS, Segment, SegmentRule, SegmentSet};

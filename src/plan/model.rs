@@ -372,6 +372,10 @@ pub struct Metric {
     pub min_coverage: f64,
     pub on_no_data: OnNoData,
     pub mode: MetricMode,
+    /// `judge = "mann-whitney"`: compare samples with the baseline's instead of conditions.
+    pub judge: Option<super::judge::Judge>,
+    /// Breaches in one stage, in a row or not, that roll back; 0: no budget.
+    pub max_breaches: u32,
 }
 
 impl Metric {

@@ -520,6 +520,7 @@ fn read_metric(path: &str, f: &Field<'_, '_>) -> Option<RawMetric> {
                 .choice(&[("enforce", MetricMode::Enforce), ("warn", MetricMode::Warn)])
         }),
         broken_conditions: broken,
+        judge: super::judge::read(&table),
         written: QUERY_FIELDS
             .into_iter()
             .filter(|key| table.peek(key).is_some())

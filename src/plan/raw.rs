@@ -125,6 +125,8 @@ pub struct RawMetric {
     /// The source-specific fields written in the table, valid or not, so that an invalid
     /// `path` is not also reported as missing.
     pub written: Vec<&'static str>,
+    /// `judge` and its fields, and `max_breaches` (plan 1.1).
+    pub judge: super::judge::RawJudge,
 }
 
 /// The backend table, read according to its `type`.

@@ -605,6 +605,44 @@ fn metric() -> Value {
                     &["enforce", "warn"],
                 ),
             ),
+            (
+                "max_breaches",
+                json!({"type": "integer", "minimum": 0, "description": "Breaches in one stage, consecutive or not, that roll back (default 3, or rollback_after + 1 when larger; 0 turns it off)."}),
+            ),
+            (
+                "judge",
+                choice(
+                    "Compare the canary's samples with the baseline's statistically, instead of advance/rollback.",
+                    &["mann-whitney"],
+                ),
+            ),
+            (
+                "window",
+                duration("A judged metric: how far back each comparison looks (default 5m)."),
+            ),
+            (
+                "step",
+                duration("A judged metric: the samples' resolution (default 15s)."),
+            ),
+            (
+                "direction",
+                choice(
+                    "A judged metric: which way is worse (default increase).",
+                    &["increase", "decrease", "either"],
+                ),
+            ),
+            (
+                "confidence",
+                json!({"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1, "description": "A judged metric: how sure the test must be (default 0.98)."}),
+            ),
+            (
+                "tolerance",
+                json!({"type": "number", "minimum": 0, "description": "A judged metric: the relative difference of the medians tolerated (default 0.25)."}),
+            ),
+            (
+                "min_points",
+                json!({"type": "integer", "minimum": 1, "description": "A judged metric: fewer samples on either side is no data (default 10)."}),
+            ),
         ],
     )
 }

@@ -246,7 +246,8 @@ fn metric(
             );
         }
     }
-    if m.advance.is_none() && m.rollback.is_none() && !m.broken_conditions {
+    let judge = super::judge::check(cx, m, source_type, has_baseline);
+    if m.advance.is_none() && m.rollback.is_none() && !m.broken_conditions && !m.judge.written {
         cx.push(
             Diagnostic::error(&m.path, m.header.clone(), "the metric has neither `advance` nor `rollback`")
                 .label("this metric decides nothing")
@@ -273,6 +274,8 @@ fn metric(
         min_coverage: m.min_coverage.unwrap_or(0.5),
         on_no_data: m.on_no_data.unwrap_or(OnNoData::Inconclusive),
         mode: m.mode.unwrap_or(MetricMode::Enforce),
+        judge: judge.ok()?,
+        max_breaches: super::judge::max_breaches(m),
     })
 }
 
@@ -673,7 +676,8 @@ fn warn_baseline_at_full(cx: &Cx, raw: &RawStage, metrics: &[usize], raw_metrics
         let m = &raw_metrics[i];
         let has_baseline =
             m.baseline.is_some() || m.baseline_path.is_some() || m.baseline_run.is_some();
-        if has_baseline && m.advance.as_ref().is_some_and(|a| a.value.uses_baseline()) {
+        let judged = m.judge.judge.is_some();
+        if has_baseline && (judged || m.advance.as_ref().is_some_and(|a| a.value.uses_baseline())) {
             let name = m.name.as_ref().map_or("a metric", |n| n.value.as_str());
             let span = raw
                 .weight
@@ -684,7 +688,7 @@ fn warn_baseline_at_full(cx: &Cx, raw: &RawStage, metrics: &[usize], raw_metrics
                     "`{name}` compares against its baseline, which has no data at 100%"
                 ))
                 .label("the stable version gets no traffic here")
-                .help(format!("this stage can never pass `{name}`'s advance; list this stage's metrics without it (metrics = [...]) and gate it with a fixed threshold")),
+                .help(format!("this stage can never pass `{name}`'s {}; list this stage's metrics without it (metrics = [...]) and gate it with a fixed threshold", if judged { "judge" } else { "advance" })),
             );
         }
     }

@@ -162,6 +162,7 @@ fn decision(outcome: &Outcome) -> (&'static str, &'static str) {
         OutcomeKind::RolledBack => ("error", "rolled back"),
         OutcomeKind::Failed => ("error", "could not proceed"),
         OutcomeKind::RollbackFailed => ("error", "ROLLBACK FAILED"),
+        OutcomeKind::Undecided => ("warning", "undecided"),
     }
 }
 

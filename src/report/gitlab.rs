@@ -141,6 +141,12 @@ mod tests {
                     breach_streak: 1,
                     warn_only: false,
                     shown_as_percent: false,
+                    source: "prom".into(),
+                    query: "GET /api/v1/query?query=q".into(),
+                    baseline_query: None,
+                    evaluated_at: std::time::UNIX_EPOCH,
+                    breaches: 1,
+                    comparison: None,
                 }),
             ),
             at(

@@ -125,6 +125,19 @@ fn bake(stage: &Stage) -> String {
 
 fn gate(metric: &Metric) -> String {
     let mut parts = Vec::new();
+    if let Some(judge) = &metric.judge {
+        parts.push(format!(
+            "judge mann-whitney ({} is worse by > {}% at {}% confidence, last {})",
+            match judge.direction {
+                crate::plan::Direction::Increase => "higher",
+                crate::plan::Direction::Decrease => "lower",
+                crate::plan::Direction::Either => "any difference",
+            },
+            text::value(judge.tolerance * 100.0),
+            text::value(judge.confidence * 100.0),
+            text::duration(judge.window)
+        ));
+    }
     if let Some(advance) = &metric.advance {
         parts.push(format!("advance {advance}"));
     }

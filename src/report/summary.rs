@@ -84,6 +84,7 @@ fn kind_word(outcome: &Outcome) -> &'static str {
         RolledBack => "rolled back",
         Paused => "paused",
         RollbackFailed => "rollback failed",
+        Undecided => "undecided",
     }
 }
 
@@ -141,6 +142,12 @@ mod tests {
             breach_streak: u32::from(verdict == Verdict::Breach),
             warn_only: false,
             shown_as_percent: metric == "errors",
+            source: "prom".into(),
+            query: "GET /api/v1/query?query=q".into(),
+            baseline_query: None,
+            evaluated_at: std::time::UNIX_EPOCH,
+            breaches: 0,
+            comparison: None,
         })
     }
 

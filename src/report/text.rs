@@ -35,12 +35,16 @@ pub fn duration(d: std::time::Duration) -> String {
 pub fn measurement(m: &Measurement) -> String {
     let mut text = format!("{} ", m.metric);
     let shown = |v: f64| crate::plan::show_reading(v, m.shown_as_percent);
-    match m.value {
-        Some(v) => text.push_str(&format!("= {}", shown(v))),
-        None => text.push_str("has no value"),
-    }
-    if let Some(b) = m.baseline {
-        text.push_str(&format!(" (baseline {})", shown(b)));
+    if let Some(c) = &m.comparison {
+        text.push_str(&c.describe(shown));
+    } else {
+        match m.value {
+            Some(v) => text.push_str(&format!("= {}", shown(v))),
+            None => text.push_str("has no value"),
+        }
+        if let Some(b) = m.baseline {
+            text.push_str(&format!(" (baseline {})", shown(b)));
+        }
     }
     text.push_str(": ");
     text.push_str(m.verdict.as_str());
@@ -238,6 +242,7 @@ pub fn line(event: &Event, verbosity: Verbosity) -> Option<String> {
                 OutcomeKind::RolledBack => "ROLLED BACK",
                 OutcomeKind::Paused => "PAUSED",
                 OutcomeKind::RollbackFailed => "ROLLBACK FAILED",
+                OutcomeKind::Undecided => "UNDECIDED",
             };
             format!("{head}: {}", outcome.reason)
         }

@@ -87,7 +87,24 @@ pub struct LastMeasurement {
     /// Shown to people in percent (see `Measurement::shown_as_percent`).
     #[serde(default)]
     pub shown_as_percent: bool,
+    /// The latest few measurements in this stage, oldest first, this one last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent: Vec<Recent>,
+    /// Breaches in this stage so far (the `max_breaches` budget).
+    #[serde(default)]
+    pub breaches: u32,
 }
+
+/// One of a metric's recent measurements, as `rollout status` lists them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recent {
+    pub value: Option<f64>,
+    pub verdict: Verdict,
+    pub at: String,
+}
+
+/// How many of a metric's latest measurements the journal keeps.
+const RECENT: usize = 5;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Journal {
@@ -268,6 +285,17 @@ impl Journal {
                 self.pending = None;
             }
             Event::Measured(m) => {
+                let mut recent = match self.metrics.remove(&m.metric) {
+                    Some(last) if last.stage == m.stage => last.recent,
+                    _ => Vec::new(),
+                };
+                recent.push(Recent {
+                    value: m.value,
+                    verdict: m.verdict,
+                    at: at.clone(),
+                });
+                let excess = recent.len().saturating_sub(RECENT);
+                recent.drain(..excess);
                 self.metrics.insert(
                     m.metric.clone(),
                     LastMeasurement {
@@ -278,6 +306,8 @@ impl Journal {
                         detail: m.detail.clone(),
                         at,
                         shown_as_percent: m.shown_as_percent,
+                        recent,
+                        breaches: m.breaches,
                     },
                 );
             }
@@ -302,7 +332,7 @@ impl Journal {
                     OutcomeKind::Promoted => Status::Promoted,
                     OutcomeKind::Failed => Status::Failed,
                     OutcomeKind::RolledBack => Status::RolledBack,
-                    OutcomeKind::Paused => Status::Paused,
+                    OutcomeKind::Paused | OutcomeKind::Undecided => Status::Paused,
                     OutcomeKind::RollbackFailed => Status::RollbackFailed,
                 };
                 self.set_status(status, &at);
@@ -447,11 +477,20 @@ mod tests {
                 breach_streak: 0,
                 warn_only: false,
                 shown_as_percent: true,
+                source: "prom".into(),
+                query: "GET /api/v1/query?query=q".into(),
+                baseline_query: None,
+                evaluated_at: std::time::UNIX_EPOCH,
+                breaches: 0,
+                comparison: None,
             })
         };
         assert!(j.apply(&at(3, measured(0.01))));
         assert!(j.apply(&at(4, measured(0.02))));
         assert_eq!(j.metrics.len(), 1);
+        let verdicts: Vec<Option<f64>> =
+            j.metrics["errors"].recent.iter().map(|r| r.value).collect();
+        assert!(!verdicts.is_empty() && verdicts.len() <= 5, "{verdicts:?}");
         assert_eq!(j.metrics["errors"].value, Some(0.02));
         assert!(j.metrics["errors"].shown_as_percent);
         assert_eq!(j.status, Status::Running);

@@ -2156,3 +2156,121 @@ fn an_unleash_literal_token_is_never_shown() {
         )
         .run();
 }
+
+#[test]
+fn judge_with_conditions() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "latency"
+        source = "prom"
+        query = 'rate(latency_sum{track="canary"}[1m]) / rate(latency_count{track="canary"}[1m])'
+        baseline = 'rate(latency_sum{track="stable"}[1m]) / rate(latency_count{track="stable"}[1m])'
+        judge = "mann-whitney"
+        rollback = "> 0.5"
+
+        [[stages]]
+        weight = 10
+        [[stages]]
+        weight = 100
+        metrics = []
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[0].rollback: `rollback` cannot be combined with `judge`
+          --> plan.toml:16:12
+           |
+        16 | rollback = "> 0.5"
+           |            ^^^^^^^ the judge decides this metric
+           |
+           = help: a judged metric compares the canary's samples with the baseline's; remove `advance` and `rollback`, or remove `judge`
+
+        plan.toml: invalid (1 error)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn judge_without_baseline_and_judge_fields_without_judge() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "command"
+        set_weight = ["./set-weight.sh"]
+
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+
+        [[metrics]]
+        name = "latency"
+        source = "prom"
+        query = 'rate(latency_sum{track="canary"}[1m]) / rate(latency_count{track="canary"}[1m])'
+        judge = "mann-whitney"
+        tolerance = 0.1
+
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = 'sum(rate(errors_total[1m]))'
+        rollback = "> 0.05"
+        rollback_after = 3
+        max_breaches = 2
+        window = "10m"
+
+        [[stages]]
+        weight = 10
+        [[stages]]
+        weight = 100
+        metrics = []
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: metrics[0].judge: a judged metric needs `baseline` to compare with
+          --> plan.toml:14:9
+           |
+        14 | judge = "mann-whitney"
+           |         ^^^^^^^^^^^^^^ nothing to compare the canary with
+           |
+           = help: add the stable version's samples, for example: baseline = 'rate(latency_sum{track="stable"}[1m]) / rate(latency_count{track="stable"}[1m])'
+
+        warning: metrics[1].max_breaches: max_breaches (2) is below rollback_after (3): 2 breaches in a stage roll back, in a row or not
+          --> plan.toml:23:16
+           |
+        23 | max_breaches = 2
+           |                ^ rollback_after never decides
+           |
+           = help: raise max_breaches to 3 or more, or set max_breaches = 0 to count only breaches in a row
+
+        error: metrics[1].window: `window` applies only to a judged metric
+          --> plan.toml:24:10
+           |
+        24 | window = "10m"
+           |          ^^^^^ the metric has no `judge`
+           |
+           = help: add judge = "mann-whitney" to compare the canary's samples with the baseline's, or remove it
+
+        plan.toml: invalid (2 errors, 1 warning)
+            "#,
+        )
+        .run();
+}

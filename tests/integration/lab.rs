@@ -275,6 +275,12 @@ impl Lab {
         control(&self.canary_addr, &format!("/control/latency?ms={ms}"));
     }
 
+    /// Makes the stable service take at least this long to answer `/`.
+    pub fn set_stable_latency(&self, latency: Duration) {
+        let ms = latency.as_secs_f64() * 1000.0;
+        control(&self.stable_addr, &format!("/control/latency?ms={ms}"));
+    }
+
     /// The stable service's `/stats`: requests, errors, error_rate and latency_p99_ms since it
     /// started or was last reset.
     pub fn stable_stats(&self) -> serde_json::Value {
@@ -866,4 +872,110 @@ impl Drop for Proc {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// A real Prometheus holding known history and scraping nothing: the samples given in
+/// OpenMetrics text are turned into TSDB blocks by `promtool tsdb create-blocks-from
+/// openmetrics` in its data directory before it starts. For replaying the past (`rollout
+/// backtest`). Stopped when dropped.
+pub struct History {
+    prometheus: Proc,
+    port: u16,
+    // Last, so that it is removed only after Prometheus has stopped.
+    dir: tempfile::TempDir,
+}
+
+impl History {
+    /// Imports `openmetrics` (which must end with `# EOF`) and starts Prometheus on it.
+    pub fn start(openmetrics: &str) -> History {
+        let prometheus_bin = program("prometheus", "prometheus");
+        let promtool = program("promtool", "prometheus");
+        let dir = tempfile::Builder::new()
+            .prefix("rollout-history-")
+            .tempdir()
+            .expect("create the history's temporary directory");
+        let input = dir.path().join("history.om");
+        fs::write(&input, openmetrics).expect("write the history");
+        let data = dir.path().join("prometheus-data");
+        let import = Command::new(&promtool)
+            .args(["tsdb", "create-blocks-from", "openmetrics"])
+            .arg(&input)
+            .arg(&data)
+            .output()
+            .expect("run promtool");
+        assert!(
+            import.status.success(),
+            "promtool could not import the history: {}{}",
+            String::from_utf8_lossy(&import.stdout),
+            String::from_utf8_lossy(&import.stderr)
+        );
+        let config = dir.path().join("prometheus.yml");
+        fs::write(&config, "global:\n  scrape_interval: 1m\n").expect("write prometheus.yml");
+        for _ in 0..PORT_ATTEMPTS {
+            let port = free_port();
+            let mut command = Command::new(&prometheus_bin);
+            command
+                .arg(format!("--config.file={}", config.display()))
+                .arg(format!("--storage.tsdb.path={}", data.display()))
+                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                .current_dir(dir.path());
+            let mut proc = Proc::spawn("prometheus", command, dir.path(), Group::Shared);
+            let addr = format!("127.0.0.1:{port}");
+            // Ready means the blocks are open; the imported series then answer.
+            let up = proc.await_ready("open the imported blocks", || {
+                http_get(&addr, "/-/ready").is_ok_and(|(status, _)| status == 200)
+            });
+            if up {
+                return History {
+                    prometheus: proc,
+                    port,
+                    dir,
+                };
+            }
+        }
+        panic!("prometheus found its port taken {PORT_ATTEMPTS} times in a row");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn logs(&self) -> String {
+        self.prometheus.logs()
+    }
+}
+
+/// A gauge's series for [`openmetrics`]: its name, its labels (`a="b",c="d"`) and its value
+/// at each unix second, where it has one.
+pub type GaugeSeries<'a> = (&'a str, &'a str, &'a dyn Fn(u64) -> Option<f64>);
+
+/// OpenMetrics text of gauges: a sample of each series every `step` from `from` to `to` (unix
+/// seconds) wherever its function gives one.
+pub fn openmetrics(series: &[GaugeSeries<'_>], from: u64, to: u64, step: u64) -> String {
+    let mut text = String::new();
+    let mut typed = Vec::new();
+    // A family's samples must be together: group by name.
+    let mut names: Vec<&str> = series.iter().map(|(n, _, _)| *n).collect();
+    names.dedup();
+    for name in names {
+        if !typed.contains(&name) {
+            let _ = writeln!(text, "# TYPE {name} gauge");
+            typed.push(name);
+        }
+        for (_, labels, value) in series.iter().filter(|(n, _, _)| *n == name) {
+            let mut t = from;
+            while t <= to {
+                if let Some(v) = value(t) {
+                    let _ = writeln!(text, "{name}{{{labels}}} {v} {t}");
+                }
+                t += step;
+            }
+        }
+    }
+    text.push_str("# EOF\n");
+    text
 }

@@ -16,6 +16,7 @@ mod faults;
 mod flag_plans;
 mod harness;
 mod invalid_plans;
+mod look_before_leaping;
 mod notify;
 mod parser_fuzz;
 mod plan_documents;
@@ -30,9 +31,13 @@ mod bench_flag_rollback;
 #[cfg(feature = "e2e")]
 mod demo;
 #[cfg(feature = "e2e")]
+mod e2e_backtest;
+#[cfg(feature = "e2e")]
 mod e2e_ecs;
 #[cfg(feature = "e2e")]
 mod e2e_flagd;
+#[cfg(feature = "e2e")]
+mod e2e_judge_live;
 #[cfg(feature = "e2e")]
 mod e2e_kubectl;
 #[cfg(feature = "e2e")]
@@ -53,5 +58,7 @@ mod http_stub;
 mod lab;
 #[cfg(feature = "e2e")]
 mod lab_smoke;
+#[cfg(feature = "e2e")]
+mod scipy_cross_check;
 #[cfg(feature = "e2e")]
 mod unleash_lab;

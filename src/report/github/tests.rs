@@ -23,6 +23,12 @@ fn measured(stage: usize, metric: &str, value: f64, verdict: Verdict, percent: b
         breach_streak: u32::from(verdict == Verdict::Breach),
         warn_only: false,
         shown_as_percent: percent,
+        source: "prom".into(),
+        query: "GET /api/v1/query?query=q".into(),
+        baseline_query: None,
+        evaluated_at: std::time::UNIX_EPOCH,
+        breaches: 0,
+        comparison: None,
     })
 }
 
