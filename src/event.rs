@@ -233,6 +233,12 @@ pub enum Event {
         stage: usize,
         segments: Vec<String>,
     },
+    /// The share of requests copied to the new version in this stage (their answers
+    /// discarded), once the backend has applied it.
+    MirrorApplied {
+        stage: usize,
+        percent: f64,
+    },
     /// A backend action or a hook: done, or in a dry run, what would be done.
     Action {
         #[serde(skip_serializing_if = "Option::is_none")]

@@ -38,6 +38,8 @@ pub struct WeightChange {
     /// The segments that get the new version whatever the weight: the stage's own and every
     /// earlier stage's (indexes into the plan's segments, which backends get at construction).
     pub segments: SegmentSet,
+    /// The share of requests also copied to the new version in this stage; `None`: none.
+    pub mirror: Option<Weight>,
 }
 
 impl WeightChange {
@@ -47,21 +49,23 @@ impl WeightChange {
         weight: Weight::ZERO,
         previous: Weight::ZERO,
         segments: SegmentSet::EMPTY,
+        mirror: None,
     };
 
-    /// Back to stable from here, within the same stage: no weight, no segments.
+    /// Back to stable from here, within the same stage: no weight, no segments, no mirror.
     pub fn to_stable(self) -> WeightChange {
         WeightChange {
             stage: self.stage,
             weight: Weight::ZERO,
             previous: self.weight,
             segments: SegmentSet::EMPTY,
+            mirror: None,
         }
     }
 
-    /// Whether the new version gets nobody.
+    /// Whether the new version gets nobody, not even copies.
     pub fn is_stable(self) -> bool {
-        self.weight.is_zero() && self.segments.is_empty()
+        self.weight.is_zero() && self.segments.is_empty() && self.mirror.is_none()
     }
 }
 

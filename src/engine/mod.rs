@@ -39,6 +39,7 @@ fn change_at(stage: usize, weight: Weight, previous: Weight) -> WeightChange {
         weight,
         previous,
         segments: crate::plan::SegmentSet::EMPTY,
+        mirror: None,
     }
 }
 
@@ -218,6 +219,7 @@ impl Engine {
             weight: stage.weight,
             previous: state.weight,
             segments: stage.segments,
+            mirror: stage.mirror,
         };
         let intent = Event::StageStarted {
             stage: stage.number,
@@ -254,6 +256,12 @@ impl Engine {
             self.events.emit(Event::SegmentsApplied {
                 stage: stage.number,
                 segments: names.map(|s| s.name.to_string()).collect(),
+            });
+        }
+        if let Some(share) = stage.mirror {
+            self.events.emit(Event::MirrorApplied {
+                stage: stage.number,
+                percent: share.percent(),
             });
         }
         self.check_interrupt()?;

@@ -27,6 +27,11 @@ const FIELD_OWNERS: &[(&str, &[Owner])] = &[
     ("pid_file", &[("nginx", None)]),
     ("extra", &[("nginx", None)]),
     ("command_timeout", &[("nginx", None)]),
+    ("location_file", &[("nginx", None)]),
+    (
+        "mirror_methods",
+        &[("nginx", None), ("kubectl", Some("gateway"))],
+    ),
     ("kubectl", &[("kubectl", None)]),
     ("kubeconfig", &[("kubectl", None)]),
     ("context", &[("kubectl", None)]),
@@ -112,6 +117,9 @@ pub fn read_backend(table: &Table<'_, '_>) -> RawBackend {
     };
     let segments = segment_family(kind, table.peek_str("mode"))
         .map_or_else(Vec::new, |family| super::segments::read(table, family));
+    if kind == Some("nginx") {
+        super::mirror::check_nginx_segment_headers(table);
+    }
     if let Some(kind) = kind {
         let mode = table
             .peek_str("mode")
@@ -258,6 +266,8 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         );
     }
     let command_timeout = duration(table, "command_timeout", Duration::from_secs(30));
+    let location_file = super::mirror::read_location_file(table, upstream_file.as_deref());
+    let mirror_methods = super::mirror::read_methods(table);
     all_or_none!(
         upstream_file,
         upstream,
@@ -265,7 +275,9 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         canary,
         extra,
         test_command,
-        reload_command
+        reload_command,
+        location_file,
+        mirror_methods
     );
     if let Some(overlap) = stable.iter().find(|s| canary.contains(s)) {
         table.push(
@@ -291,6 +303,8 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         pid_file,
         extra,
         command_timeout,
+        location_file,
+        mirror_methods,
     };
     if let (None, Some(f)) = (spec.dump_command(), table.field("test_command")) {
         table.push(
@@ -408,11 +422,13 @@ fn gateway(table: &Table<'_, '_>) -> Option<KubectlMode> {
     let route = string(table, "route", "route = \"app\"");
     let stable_service = string(table, "stable_service", "stable_service = \"app-stable\"");
     let canary_service = string(table, "canary_service", "canary_service = \"app-canary\"");
-    all_or_none!(route, stable_service, canary_service);
+    let mirror_methods = super::mirror::read_methods(table);
+    all_or_none!(route, stable_service, canary_service, mirror_methods);
     Some(KubectlMode::Gateway(GatewaySpec {
         route,
         stable_service,
         canary_service,
+        mirror_methods,
     }))
 }
 
@@ -609,7 +625,7 @@ pub fn check_backend_weights(
             _ => {}
         }
     }
-    super::segments::check_support(cx, backend, &raw.value);
+    super::mirror::check(cx, backend, stages, &raw.value);
 }
 
 /// A backend would round a finer weight to a neighbouring split (nginx: 0.0004% to no canary

@@ -9,6 +9,7 @@ pub mod condition;
 pub mod diagnostic;
 mod flags;
 mod judge;
+mod mirror;
 pub mod model;
 pub mod notify;
 mod parse;
@@ -32,6 +33,7 @@ pub use flags::{
     UNLEASH_STEPS_PER_PERCENT, UnleashBackend,
 };
 pub use judge::{Direction, Judge, PROMETHEUS_MAX_POINTS, default_max_breaches};
+pub use mirror::{METHODS, SAFE_METHODS};
 pub use model::*;
 pub use notify::{Notify, NotifyKind, NotifyOn};
 pub use segments::{AttributeTest, MAX_SEGMENTS, Segment, SegmentRule, SegmentSet};

@@ -297,13 +297,16 @@ pub struct Stage {
     /// The segments that get the new version in this stage, whatever the weight: its own and
     /// every earlier stage's (indexes into `Plan::segments`).
     pub segments: SegmentSet,
+    /// `mirror`: the share of requests also copied to the new version, whose answers are
+    /// discarded. This stage's own; `None` when it mirrors nothing.
+    pub mirror: Option<Weight>,
 }
 
 impl Stage {
-    /// Whether the new version gets anyone in this stage: a weight, or segments. A stage that
-    /// gets nobody has no bake and no gates.
+    /// Whether the new version gets anyone in this stage: a weight, segments, or mirrored
+    /// copies. A stage that gets nobody has no bake and no gates.
     pub fn gets_traffic(&self) -> bool {
-        !self.weight.is_zero() || !self.segments.is_empty()
+        !self.weight.is_zero() || !self.segments.is_empty() || self.mirror.is_some()
     }
 }
 
@@ -476,6 +479,11 @@ pub struct NginxBackend {
     pub pid_file: Option<PathBuf>,
     pub extra: Vec<String>,
     pub command_timeout: Duration,
+    /// The second file rollout owns, included inside the location that proxies to the
+    /// upstream: mirroring and segment routing live there.
+    pub location_file: Option<PathBuf>,
+    /// The request methods a mirror copies (default GET and HEAD).
+    pub mirror_methods: Vec<String>,
 }
 
 impl NginxBackend {
@@ -541,6 +549,8 @@ pub struct GatewaySpec {
     pub route: String,
     pub stable_service: String,
     pub canary_service: String,
+    /// The request methods a mirror copies (default GET and HEAD).
+    pub mirror_methods: Vec<String>,
 }
 
 /// `type = "ecs"`: what both modes share, and the mode with exactly its own fields.
@@ -660,6 +670,8 @@ mod tests {
                 pid_file: None,
                 extra: vec![],
                 command_timeout: Duration::from_secs(1),
+                location_file: None,
+                mirror_methods: vec![],
             };
             spec.dump_command().map(|a| a.to_string())
         };

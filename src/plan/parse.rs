@@ -200,23 +200,37 @@ fn read_hook(table: &Table<'_, '_>) -> RawHook {
     }
 }
 
+/// A percentage field of a stage: a number from 0 to 100.
+fn percent(f: &Field<'_, '_>, example: &str, meaning: &str) -> Option<At<f64>> {
+    let f = f.get();
+    let n = f.number(example)?;
+    if (0.0..=100.0).contains(&n) {
+        return Some(At::new(n, f.span()));
+    }
+    let key = f.path.rsplit('.').next().unwrap_or_default().to_string();
+    f.cx.push(
+        f.error(format!("{key} {n} is outside 0..=100"))
+            .label("not a percentage")
+            .help(format!("{meaning}, from 0 to 100")),
+    );
+    None
+}
+
 fn read_stage(path: &str, f: &Field<'_, '_>) -> Option<RawStage> {
     let table = f.get().table()?;
     let weight = table.required("weight", "weight = 25").and_then(|w| {
-        let w = w.get();
-        let n = w.number("weight = 25")?;
-        if (0.0..=100.0).contains(&n) {
-            Some(At::new(n, w.span()))
-        } else {
-            w.cx.push(
-                w.error(format!("weight {n} is outside 0..=100"))
-                    .label("not a percentage")
-                    .help(
-                        "a weight is the percent of traffic sent to the new version, from 0 to 100",
-                    ),
-            );
-            None
-        }
+        percent(
+            &w,
+            "weight = 25",
+            "a weight is the percent of traffic sent to the new version",
+        )
+    });
+    let mirror = table.field("mirror").and_then(|m| {
+        percent(
+            &m,
+            "mirror = 10",
+            "mirror is the percent of requests also copied to the new version",
+        )
     });
     let metrics = table.field("metrics").and_then(|m| {
         let m = m.get();
@@ -257,6 +271,7 @@ fn read_stage(path: &str, f: &Field<'_, '_>) -> Option<RawStage> {
             let s = s.get();
             spanned(&s, s.strings("segments = [\"beta-testers\"]"))
         }),
+        mirror,
     };
     table.finish(|key| {
         (key == "on_interrupt")

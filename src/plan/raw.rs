@@ -64,6 +64,8 @@ pub struct RawStage {
     pub hooks: Vec<RawHook>,
     /// `segments = [...]`: the segments this stage switches on.
     pub segments: Option<At<Vec<At<String>>>>,
+    /// `mirror = P`: the percent of requests copied to the new version.
+    pub mirror: Option<At<f64>>,
 }
 
 #[derive(Debug)]

@@ -341,6 +341,20 @@ impl<'a, 'i> Field<'a, 'i> {
         Some(argv.into_iter().map(|a| a.value).collect())
     }
 
+    /// The value as a table, or `None` without a word: for looking into a table another
+    /// reader reports on.
+    pub fn peek_table(&self) -> Option<Table<'a, 'i>> {
+        match self.value.get_ref() {
+            DeValue::Table(_) => self.table(),
+            _ => None,
+        }
+    }
+
+    /// The value as a string, or `None` without a word.
+    pub fn peek_str(&self) -> Option<&'a str> {
+        self.value.get_ref().as_str()
+    }
+
     pub fn table(&self) -> Option<Table<'a, 'i>> {
         match self.value.get_ref() {
             DeValue::Table(table) => Some(Table {

@@ -245,6 +245,13 @@ fn backend() -> Value {
             "command_timeout",
             duration("The limit for each nginx command (default 30s)."),
         ),
+        (
+            "location_file",
+            string(
+                "The second file rollout owns, included inside the location that proxies to the upstream: mirroring and segment routing.",
+            ),
+        ),
+        ("mirror_methods", mirror_methods()),
         ("segments", segments(request_segment())),
     ];
     let kubectl = |mode: &str, more: Vec<(&'static str, Value)>| {
@@ -291,6 +298,7 @@ fn backend() -> Value {
             ),
             ("stable_service", string("The stable Service.")),
             ("canary_service", string("The canary Service.")),
+            ("mirror_methods", mirror_methods()),
             ("segments", segments(request_segment())),
         ],
     );
@@ -459,6 +467,16 @@ fn backend() -> Value {
     json!({
         "description": "The traffic backend: nginx, kubectl (mode replicas or gateway), ecs (mode service or alb), command, or a flag backend (flagd, unleash).",
         "oneOf": branches.into_iter().map(|(fields, required)| table("", required, fields)).collect::<Vec<_>>(),
+    })
+}
+
+fn mirror_methods() -> Value {
+    json!({
+        "type": "array",
+        "minItems": 1,
+        "uniqueItems": true,
+        "items": {"type": "string", "enum": crate::plan::METHODS},
+        "description": "The request methods a mirror copies (default [\"GET\", \"HEAD\"]).",
     })
 }
 
@@ -686,6 +704,10 @@ fn stage() -> Value {
                 strings(
                     "Segments that get the new version from this stage on, whatever the weight.",
                 ),
+            ),
+            (
+                "mirror",
+                json!({"type": "number", "minimum": 0, "maximum": 100, "description": "Percent of requests also copied to the new version, its answers discarded (nginx, kubectl gateway)."}),
             ),
             (
                 "hooks",

@@ -9,8 +9,8 @@
 
 use std::fmt;
 
-use super::diagnostic::{Diagnostic, Span};
-use super::model::{Backend, KubectlMode, Name, Stage};
+use super::diagnostic::Diagnostic;
+use super::model::{Name, Stage};
 use super::raw::RawStage;
 use super::reader::{At, Cx, Field, Table, join, suggest};
 
@@ -247,11 +247,23 @@ fn attribute_test(table: &Table<'_, '_>, key: &str) -> Option<AttributeTest> {
 }
 
 /// An HTTP token: the characters a header or cookie name may have.
-fn is_token(text: &str) -> bool {
+pub(super) fn is_token(text: &str) -> bool {
     !text.is_empty()
         && text
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A value a proxy can match exactly: visible ASCII, single spaces or tabs between (the
+/// Gateway API's pattern for header values, `^[!-~]+([\t ]?[!-~]+)*$`).
+fn is_field_value(text: &str) -> bool {
+    let visible = |b: u8| (b'!'..=b'~').contains(&b);
+    let bytes = text.as_bytes();
+    !bytes.is_empty()
+        && visible(bytes[0])
+        && visible(bytes[bytes.len() - 1])
+        && bytes.iter().all(|&b| visible(b) || b == b' ' || b == b'\t')
+        && !bytes.windows(2).any(|w| !visible(w[0]) && !visible(w[1]))
 }
 
 fn request_rule(table: &Table<'_, '_>) -> Option<SegmentRule> {
@@ -259,7 +271,16 @@ fn request_rule(table: &Table<'_, '_>) -> Option<SegmentRule> {
     let cookie = table.field("cookie");
     let value = table.field("value").and_then(|f| {
         let f = f.get();
-        f.str().map(str::to_string)
+        let text = f.str()?;
+        if is_field_value(text) {
+            return Some(text.to_string());
+        }
+        table.push(
+            f.error(format!("`{text}` cannot be a header or cookie value"))
+                .label("not printable ASCII, or space at an end or doubled")
+                .help("values are printable ASCII characters, with single spaces between words, e.g. \"yes\""),
+        );
+        None
     });
     let (key, f) = match (header, cookie) {
         (Some(h), None) => ("header", h),
@@ -403,35 +424,6 @@ fn unknown(cx: &Cx, path: &str, entry: &At<String>, defined: &[At<Segment>]) {
     );
 }
 
-/// Whether this backend can give segments the new version today. nginx and kubectl gateway
-/// take their segments' definitions already, and will route them in a later version.
-pub fn check_support(cx: &Cx, backend: &Backend, raw: &[RawStage]) {
-    let name = match backend {
-        Backend::Flagd(_) | Backend::Unleash(_) => return,
-        Backend::Nginx(_) => "the nginx backend",
-        Backend::Kubectl(k) if matches!(k.mode, KubectlMode::Gateway { .. }) => {
-            "the kubectl backend with mode = \"gateway\""
-        }
-        // Their `[backend]` cannot define segments: that is reported already.
-        _ => return,
-    };
-    for stage in raw.iter().filter(|s| lists_segments(s)) {
-        let span: Span = stage
-            .segments
-            .as_ref()
-            .map_or(stage.header.clone(), |s| s.span.clone());
-        cx.push(
-            Diagnostic::error(
-                join(&stage.path, "segments"),
-                span,
-                format!("{name} cannot route segments yet"),
-            )
-            .label("not supported by this backend")
-            .help("segments work with the flagd and unleash backends; nginx and kubectl (mode = \"gateway\") will route header and cookie segments in a later version"),
-        );
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +438,15 @@ mod tests {
         assert_eq!(SegmentSet::EMPTY.with(1).union(set).iter().count(), 4);
         assert!(SegmentSet::EMPTY.is_empty());
         assert_eq!(std::mem::size_of::<SegmentSet>(), 8);
+    }
+
+    #[test]
+    fn field_values_are_printable_ascii_with_single_spaces_between() {
+        for good in ["yes", "a b", "a\tb", "iOS 17.2", "\"quoted\"", "~!"] {
+            assert!(is_field_value(good), "{good:?}");
+        }
+        for bad in ["", " a", "a ", "a  b", "a \tb", "é", "a\nb", "\u{7f}"] {
+            assert!(!is_field_value(bad), "{bad:?}");
+        }
     }
 }

@@ -5,10 +5,11 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use super::diagnostic::{Diagnostic, Span};
+use super::mirror::{gets_traffic, stage_mirror};
 use super::model::*;
 use super::raw::*;
 use super::reader::{At, Cx, join, suggest};
-use super::segments::{SegmentSet, lists_segments};
+use super::segments::SegmentSet;
 use super::template::Template;
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
@@ -439,7 +440,7 @@ fn stages(
     let first_gated = raw
         .value
         .iter()
-        .position(|s| s.weight.as_ref().is_some_and(|w| w.value > 0.0) || lists_segments(s));
+        .position(|s| s.weight.as_ref().is_some_and(|w| w.value > 0.0) || gets_traffic(s));
     let out: Vec<Option<Stage>> = raw
         .value
         .iter()
@@ -555,8 +556,8 @@ fn stage(
         poll_interval(cx, &join(&raw.path, "interval"), i);
     }
     let metrics = stage_metrics(cx, raw, raw_metrics)?;
-    // Segments get the new version even at weight 0: such a stage bakes and is gated.
-    let idle = weight.is_zero() && !lists_segments(raw);
+    // Segments and mirrored copies reach the new version at weight 0: it bakes and is gated.
+    let idle = weight.is_zero() && !gets_traffic(raw);
     if idle {
         warn_ignored_at_zero(cx, raw);
     } else {
@@ -602,6 +603,7 @@ fn stage(
         metrics: if idle { Vec::new() } else { metrics },
         hooks,
         segments: SegmentSet::EMPTY,
+        mirror: stage_mirror(raw),
     })
 }
 

@@ -82,7 +82,7 @@ fn extras(plan: &Plan) -> String {
     out
 }
 
-/// The weight, and the segments that get the new version whatever it is.
+/// The weight, the segments that get the new version whatever it is, and the mirror.
 fn weight(plan: &Plan, stage: &Stage) -> String {
     let names: Vec<&str> = stage
         .segments
@@ -90,10 +90,14 @@ fn weight(plan: &Plan, stage: &Stage) -> String {
         .filter_map(|i| plan.segments.get(i))
         .map(|s| s.name.as_str())
         .collect();
-    if names.is_empty() || stage.weight.is_full() {
-        return stage.weight.to_string();
+    let mut out = stage.weight.to_string();
+    if !names.is_empty() && !stage.weight.is_full() {
+        out = format!("{out} + {}", names.join(", "));
     }
-    format!("{} + {}", stage.weight, names.join(", "))
+    if let Some(share) = stage.mirror {
+        out = format!("{out} + mirror {share}");
+    }
+    out
 }
 
 pub(crate) fn gates(plan: &Plan, stage: &Stage) -> String {

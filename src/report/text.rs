@@ -136,6 +136,13 @@ pub fn line(event: &Event, verbosity: Verbosity) -> Option<String> {
                 segments.join(", ")
             )
         }
+        Event::MirrorApplied {
+            stage,
+            percent: share,
+        } if normal => format!(
+            "stage {stage}: {} of requests also copied to the new version; clients get only the stable version's answers",
+            percent(*share)
+        ),
         Event::Action {
             dry_run: true,
             action: a,

@@ -2037,7 +2037,7 @@ fn segments_accumulate_and_unused_ones_are_named() {
 }
 
 #[test]
-fn segments_on_a_backend_that_cannot_route_them_yet_are_refused_at_the_stage() {
+fn segments_on_nginx_without_a_location_file_are_refused_at_the_stage() {
     Test::new()
         .plan(
             r#"
@@ -2084,13 +2084,13 @@ fn segments_on_a_backend_that_cannot_route_them_yet_are_refused_at_the_stage() {
            |
            = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
 
-        error: stages[0].segments: the nginx backend cannot route segments yet
+        error: stages[0].segments: stage 1 routes segments, which the nginx backend does through `location_file`, and [backend] has none
           --> plan.toml:19:12
            |
         19 | segments = ["beta"]
-           |            ^^^^^^^^ not supported by this backend
+           |            ^^^^^^^^ needs location_file
            |
-           = help: segments work with the flagd and unleash backends; nginx and kubectl (mode = "gateway") will route header and cookie segments in a later version
+           = help: add location_file = "/etc/nginx/conf.d/app-location.inc" to [backend], create that file empty, and add `include /etc/nginx/conf.d/app-location.inc;` inside the location that proxies to http://app, before its proxy_pass
 
         plan.toml: invalid (2 errors, 1 warning)
             "#,
@@ -2268,6 +2268,331 @@ fn judge_without_baseline_and_judge_fields_without_judge() {
            |          ^^^^^ the metric has no `judge`
            |
            = help: add judge = "mann-whitney" to compare the canary's samples with the baseline's, or remove it
+
+        plan.toml: invalid (2 errors, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+// Mirrored (shadow) traffic and what nginx and the gateway need for it and for segments.
+
+#[test]
+fn mirror_on_a_backend_that_cannot_copy_requests_is_refused_naming_the_stage() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "ecs"
+        mode = "alb"
+        cluster = "prod"
+        listener_arn = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:listener/app/shop/1/2"
+        stable_target_group = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/stable/1"
+        canary_target_group = "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/canary/2"
+
+        [[stages]]
+        weight = 0
+        [[stages]]
+        weight = 10
+        mirror = 20
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: stages[1].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:13:10
+           |
+        13 | weight = 10
+           |          ^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[1].mirror: stage 2 mirrors requests, but the ecs backend cannot copy them
+          --> plan.toml:14:10
+           |
+        14 | mirror = 20
+           |          ^^ not supported by this backend
+           |
+           = help: mirroring works with the nginx backend (with location_file) and the kubectl backend with mode = "gateway"; leave `mirror` out here
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+/// Said once, at the first stage that needs the file, with the line to add to nginx's location.
+#[test]
+fn mirror_and_segments_on_nginx_without_a_location_file_say_what_to_include() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/shop.conf"
+        upstream = "shop"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        pid_file = "/run/nginx.pid"
+
+        [backend.segments.beta]
+        header = "X-Beta"
+
+        [[stages]]
+        weight = 0
+        mirror = 5
+        [[stages]]
+        weight = 0
+        segments = ["beta"]
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:14:10
+           |
+        14 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[0].mirror: stage 1 mirrors requests, which the nginx backend does through `location_file`, and [backend] has none
+          --> plan.toml:15:10
+           |
+        15 | mirror = 5
+           |          ^ needs location_file
+           |
+           = help: add location_file = "/etc/nginx/conf.d/shop-location.inc" to [backend], create that file empty, and add `include /etc/nginx/conf.d/shop-location.inc;` inside the location that proxies to http://shop, before its proxy_pass
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn nginx_mirror_methods_segment_headers_and_values_are_checked() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/shop.conf"
+        upstream = "shop"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        pid_file = "/run/nginx.pid"
+        location_file = "/etc/nginx/shop-location.inc"
+        mirror_methods = ["get", "POST", "POST", "FETCH"]
+
+        [backend.segments.beta]
+        header = "X_Beta"
+
+        [backend.segments.mobile]
+        cookie = "platform"
+        value = "ios  17"
+
+        [[stages]]
+        weight = 0
+        segments = ["beta", "mobile"]
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.mirror_methods: `get` is not an HTTP method rollout can mirror
+          --> plan.toml:10:19
+           |
+        10 | mirror_methods = ["get", "POST", "POST", "FETCH"]
+           |                   ^^^^^ unknown method
+           |
+           = help: did you mean "GET"? Methods are written in capitals
+
+        error: backend.mirror_methods: `POST` is listed twice
+          --> plan.toml:10:34
+           |
+        10 | mirror_methods = ["get", "POST", "POST", "FETCH"]
+           |                                  ^^^^^^ duplicate
+           |
+           = help: list each method once
+
+        error: backend.mirror_methods: `FETCH` is not an HTTP method rollout can mirror
+          --> plan.toml:10:42
+           |
+        10 | mirror_methods = ["get", "POST", "POST", "FETCH"]
+           |                                          ^^^^^^^ unknown method
+           |
+           = help: valid methods: GET, HEAD, POST, PUT, DELETE, CONNECT, OPTIONS, TRACE, PATCH
+
+        error: backend.segments.beta.header: nginx cannot match the header `X_Beta` of segment `beta`
+          --> plan.toml:13:10
+           |
+        13 | header = "X_Beta"
+           |          ^^^^^^^^ only letters, digits and `-` here
+           |
+           = help: nginx reads a request header through a $http_ variable, which takes letters, digits and `-` (and ignores headers with `_` by default); use a name such as "X-Canary"
+
+        error: backend.segments.mobile.value: `ios  17` cannot be a header or cookie value
+          --> plan.toml:17:9
+           |
+        17 | value = "ios  17"
+           |         ^^^^^^^^^ not printable ASCII, or space at an end or doubled
+           |
+           = help: values are printable ASCII characters, with single spaces between words, e.g. "yes"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:20:10
+           |
+        20 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (5 errors, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn a_mirror_needs_a_stage_below_100_the_backends_precision_and_nginx_dump() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/shop.conf"
+        upstream = "shop"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        pid_file = "/run/nginx.pid"
+        location_file = "/etc/nginx/shop-location.inc"
+        test_command = ["/usr/local/bin/check-nginx"]
+
+        [[stages]]
+        weight = 0
+        mirror = 0.005
+        [[stages]]
+        weight = 100
+        mirror = 50
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: backend.test_command: rollout cannot check that nginx loads the upstream file
+          --> plan.toml:10:16
+           |
+        10 | test_command = ["/usr/local/bin/check-nginx"]
+           |                ^^^^^^^^^^^^^^^^^^^^^^^^^^^^^^ not an `nginx ... -t` command
+           |
+           = help: rollout runs test_command with -T in place of -t to read nginx's configuration and confirm, after every reload, that it includes this write of upstream_file; it cannot for a wrapper, so only pid_file or verify_command confirm reloads. Run nginx with -t directly, or behind a prefix such as sudo or docker exec NAME
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:13:10
+           |
+        13 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[0].mirror: stage 1 mirrors requests, but rollout cannot read nginx's configuration to place the mirror
+          --> plan.toml:14:10
+           |
+        14 | mirror = 0.005
+           |          ^^^^^ needs `nginx -T`
+           |
+           = help: rollout puts the mirror's location under the location that includes location_file, which it reads from nginx's configuration dump: run nginx with -t directly in test_command (or behind a prefix such as sudo or docker exec NAME)
+
+        error: stages[0].mirror: stage 1's mirror 0.005% is finer than the nginx backend can sample
+          --> plan.toml:14:10
+           |
+        14 | mirror = 0.005
+           |          ^^^^^ not a multiple of 0.01%
+           |
+           = help: use 0.01, the smallest share it samples, or leave `mirror` out
+
+        error: stages[1].mirror: stage 2 sends every request to the new version: there is nothing left to mirror
+          --> plan.toml:17:10
+           |
+        17 | mirror = 50
+           |          ^^ mirror at 100%
+           |
+           = help: mirror at a stage below 100, for example a stage with weight = 0 before the split
+
+        plan.toml: invalid (3 errors, 2 warnings)
+            "#,
+        )
+        .run();
+}
+
+#[test]
+fn gateway_mirror_precision_and_range() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "kubectl"
+        mode = "gateway"
+        namespace = "shop"
+        route = "shop"
+        stable_service = "shop-stable"
+        canary_service = "shop-canary"
+
+        [[stages]]
+        weight = 0
+        mirror = 0.0005
+        [[stages]]
+        weight = 5
+        mirror = 120
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:11:10
+           |
+        11 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[0].mirror: stage 1's mirror 0.0005% is finer than the kubectl gateway backend can sample
+          --> plan.toml:12:10
+           |
+        12 | mirror = 0.0005
+           |          ^^^^^^ not a multiple of 0.001%
+           |
+           = help: use 0.001, the smallest share it samples, or leave `mirror` out
+
+        error: stages[1].mirror: mirror 120 is outside 0..=100
+          --> plan.toml:15:10
+           |
+        15 | mirror = 120
+           |          ^^^ not a percentage
+           |
+           = help: mirror is the percent of requests also copied to the new version, from 0 to 100
 
         plan.toml: invalid (2 errors, 1 warning)
             "#,

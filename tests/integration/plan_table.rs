@@ -112,3 +112,52 @@ fn the_table_fits_the_width_it_is_given() {
         assert!(widest <= columns, "{widest} > {columns}:\n{}", ran.stdout());
     }
 }
+
+/// A 0% stage with `mirror` gets copies of requests, so it bakes and is gated, and a
+/// blue-green plan may start with one.
+#[test]
+fn a_blue_green_plan_may_start_with_a_mirror_stage_that_bakes_and_is_gated() {
+    let plan = r#"
+        name = "search"
+        strategy = "blue-green"
+        [defaults]
+        bake = "10m"
+        [backend]
+        type = "kubectl"
+        mode = "gateway"
+        namespace = "search"
+        route = "search"
+        stable_service = "search-stable"
+        canary_service = "search-canary"
+        [sources.prom]
+        type = "prometheus"
+        url = "http://127.0.0.1:9090"
+        [[metrics]]
+        name = "errors"
+        source = "prom"
+        query = 'sum(rate(errors_total{track="canary"}[1m]))'
+        rollback = "> 0.05"
+        [[stages]]
+        weight = 0
+        mirror = 10
+        [[stages]]
+        weight = 100
+    "#;
+    Test::new()
+        .plan(plan)
+        .args(&["validate", "plan.toml"])
+        .status(0)
+        .run();
+    let ran = Test::new()
+        .plan(plan)
+        .env("COLUMNS", "200")
+        .args(&["plan", "plan.toml"])
+        .run();
+    let table = ran.stdout();
+    let row = table
+        .lines()
+        .find(|l| l.contains("0% + mirror 10%"))
+        .unwrap_or_else(|| panic!("{table}"));
+    assert!(row.contains("10m, poll 30s"), "{row}");
+    assert!(row.contains("errors: rollback > 0.05"), "{row}");
+}

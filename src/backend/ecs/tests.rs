@@ -95,6 +95,7 @@ async fn walk(backend: &mut dyn Backend, weights: &[f64]) {
             weight,
             previous,
             segments: crate::plan::SegmentSet::EMPTY,
+            mirror: None,
         };
         backend.set_weight(change).await.unwrap();
         previous = weight;

@@ -48,6 +48,7 @@ fn change(stage: usize, to: f64, from: f64) -> WeightChange {
         weight: weight(to),
         previous: weight(from),
         segments: crate::plan::SegmentSet::EMPTY,
+        mirror: None,
     }
 }
 
@@ -75,6 +76,7 @@ fn gateway_spec() -> GatewaySpec {
         route: "search-api".into(),
         stable_service: "search-api-stable".into(),
         canary_service: "search-api-canary".into(),
+        mirror_methods: vec!["GET".into(), "HEAD".into()],
     }
 }
 

@@ -110,6 +110,8 @@ pub(super) mod tests {
             pid_file: None,
             extra: vec!["keepalive 32;".into()],
             command_timeout: Duration::from_secs(5),
+            location_file: None,
+            mirror_methods: vec!["GET".into(), "HEAD".into()],
         }
     }
 
@@ -123,6 +125,7 @@ pub(super) mod tests {
             weight: weight(w),
             previous: weight(0.0),
             segments: crate::plan::SegmentSet::EMPTY,
+            mirror: None,
         }
     }
 

@@ -53,6 +53,7 @@ fn change(stage: usize, weight: f64, segments: SegmentSet) -> WeightChange {
         weight: Weight::new(weight).unwrap(),
         previous: Weight::ZERO,
         segments,
+        mirror: None,
     }
 }
 

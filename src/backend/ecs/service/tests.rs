@@ -35,6 +35,7 @@ fn to(percent: f64) -> WeightChange {
         weight: Weight::new(percent).unwrap(),
         previous: Weight::ZERO,
         segments: crate::plan::SegmentSet::EMPTY,
+        mirror: None,
     }
 }
 
