@@ -23,6 +23,8 @@ pub struct PlanOptions {
     pub reload_command: Option<Vec<String>>,
     pub source: Source,
     pub stages: &'static str,
+    /// More of `[backend]`: `location_file`, `[backend.segments.NAME]` tables.
+    pub backend_extra: String,
 }
 
 pub enum Source {
@@ -43,6 +45,7 @@ impl Default for PlanOptions {
             reload_command: None,
             source: Source::Prometheus,
             stages: THREE_STAGES,
+            backend_extra: String::new(),
         }
     }
 }
@@ -86,6 +89,7 @@ test_command = {test}
 reload_command = {reload}
 pid_file = "{pid}"
 command_timeout = "3s"
+{backend_extra}
 
 [sources.lab]
 {source}
@@ -114,6 +118,7 @@ rollback = "> 10%"
         ),
         pid = lab.dir().join("nginx.pid").display(),
         stages = options.stages,
+        backend_extra = options.backend_extra,
     )
 }
 
@@ -392,7 +397,8 @@ fn a_reload_that_never_takes_effect_is_not_trusted() {
     assert_eq!(lab.send_requests(10), (10, 0));
 }
 
-/// A dry run prints the very commands and writes a real run makes against nginx, in order.
+/// A dry run prints the very commands and writes a real run makes against nginx, in order:
+/// both files of a plan with segment and mirror stages.
 #[test]
 fn a_dry_run_shows_the_effects_of_a_real_run_in_order() {
     let lab = Lab::start();
@@ -402,6 +408,12 @@ fn a_dry_run_shows_the_effects_of_a_real_run_in_order() {
     let options = PlanOptions {
         defaults: "bake = \"600ms\"\ninterval = \"200ms\"".into(),
         source: Source::File(gate),
+        stages: "[[stages]]\nweight = 0\nsegments = [\"beta\"]\n\n[[stages]]\nweight = 0\nmirror = 30\n\n\
+                 [[stages]]\nweight = 20\n\n[[stages]]\nweight = 100\n",
+        backend_extra: format!(
+            "location_file = \"{}\"\n\n[backend.segments.beta]\nheader = \"X-Beta\"\n",
+            lab.location_file().display()
+        ),
         ..PlanOptions::default()
     };
     std::fs::write(dir.path().join("plan.toml"), plan(&lab, options)).unwrap();
@@ -421,10 +433,17 @@ fn a_dry_run_shows_the_effects_of_a_real_run_in_order() {
         );
         effects(&String::from_utf8_lossy(&output.stdout))
     };
-    let before = upstream(&lab);
+    let before = (upstream(&lab), std::fs::read(lab.location_file()).unwrap());
     let dry = run(&["--dry-run"]);
-    assert_eq!(upstream(&lab), before, "a dry run touched nginx");
+    let after = (upstream(&lab), std::fs::read(lab.location_file()).unwrap());
+    assert_eq!(after, before, "a dry run touched nginx");
     let real = run(&[]);
-    assert!(dry.len() >= 12, "{dry:#?}");
+    let location = format!("write {:?}", lab.location_file().display().to_string());
+    assert_eq!(
+        dry.iter().filter(|e| **e == location).count(),
+        5,
+        "{dry:#?}"
+    );
+    assert!(dry.len() >= 20, "{dry:#?}");
     assert_eq!(dry, real);
 }

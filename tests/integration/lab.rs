@@ -13,7 +13,7 @@
 //! If the test process dies without unwinding (SIGKILL, abort), the services notice and exit
 //! on their own within a second, but nginx and Prometheus are left running.
 //!
-//! Files in [`Lab::dir`]: `nginx.conf`, `upstream.conf`, `nginx.pid`, `nginx-error.log`,
+//! Files in [`Lab::dir`]: `nginx.conf`, `upstream.conf`, `location.inc`, `nginx.pid`, `nginx-error.log`,
 //! `prometheus.yml`, `prometheus-data/`, and `<name>.log` with the stdout and stderr of each
 //! process (`stable`, `canary`, `nginx`, `prometheus`).
 
@@ -143,6 +143,8 @@ impl Lab {
             format!("upstream app {{\n    server {stable_addr};\n}}\n"),
         )
         .expect("write upstream.conf");
+        // Empty, as a user creates it: nginx needs it before rollout first writes it.
+        fs::write(dir.path().join("location.inc"), "").expect("write location.inc");
         let (nginx, nginx_port) = start_nginx(&nginx_bin, dir.path(), group);
         let (prometheus, prometheus_port) = start_prometheus(
             &prometheus_bin,
@@ -214,6 +216,12 @@ impl Lab {
     /// `upstream app { server STABLE; }`.
     pub fn upstream_file(&self) -> PathBuf {
         self.dir().join("upstream.conf")
+    }
+
+    /// The file nginx includes inside `location /`, before its `proxy_pass http://app;`: a
+    /// plan's `location_file`. Empty at start.
+    pub fn location_file(&self) -> PathBuf {
+        self.dir().join("location.inc")
     }
 
     /// `nginx -p DIR/ -c DIR/nginx.conf -t`: checks the configuration, upstream file included.
@@ -681,6 +689,7 @@ http {{
             return 200 "{token}\n";
         }}
         location / {{
+            include {dir}/location.inc;
             proxy_pass http://app;
         }}
     }}

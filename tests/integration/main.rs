@@ -43,6 +43,8 @@ mod e2e_kubectl;
 #[cfg(feature = "e2e")]
 mod e2e_nginx;
 #[cfg(feature = "e2e")]
+mod e2e_nginx_mirror;
+#[cfg(feature = "e2e")]
 mod e2e_nginx_truth;
 #[cfg(feature = "e2e")]
 mod e2e_shared;

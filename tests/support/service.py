@@ -53,6 +53,7 @@ class State:
         self.duration_sum = 0.0
         # Since start or the last /control/reset: what /stats and /control/count report.
         self.since_reset_by_code = {200: 0, 500: 0}
+        self.since_reset_by_method = {}
         self.recent_durations = deque(maxlen=LATENCY_WINDOW)
 
     def next_status(self):
@@ -64,8 +65,9 @@ class State:
                 return 500
             return 200
 
-    def record(self, status, seconds):
+    def record(self, status, seconds, method="GET"):
         with self.lock:
+            self.since_reset_by_method[method] = self.since_reset_by_method.get(method, 0) + 1
             self.total_by_code[status] = self.total_by_code.get(status, 0) + 1
             self.since_reset_by_code[status] = self.since_reset_by_code.get(status, 0) + 1
             for i, bound in enumerate(BUCKETS):
@@ -100,6 +102,7 @@ class State:
         with self.lock:
             counts = {str(code): n for code, n in sorted(self.since_reset_by_code.items())}
             counts["total"] = sum(self.since_reset_by_code.values())
+            counts["by_method"] = dict(self.since_reset_by_method)
             return counts
 
     def metrics(self):
@@ -136,6 +139,7 @@ class State:
     def reset(self):
         with self.lock:
             self.since_reset_by_code = {200: 0, 500: 0}
+            self.since_reset_by_method = {}
             self.recent_durations.clear()
             self.fail_accumulator = 0
 
@@ -167,13 +171,7 @@ class Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path
         state = self.state
         if path == "/":
-            started = time.monotonic()
-            status = state.next_status()
-            if state.latency_s > 0:
-                time.sleep(state.latency_s)
-            # The body names the version even on a 500, so callers can tell which track failed.
-            self.send(status, state.version + "\n")
-            state.record(status, time.monotonic() - started)
+            self.answer_root()
         elif path == "/metrics":
             self.send(200, state.metrics(), "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/stats":
@@ -185,11 +183,26 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
+    def answer_root(self):
+        """`/`, by any method: the version, after the configured latency, failing as configured."""
+        state = self.state
+        started = time.monotonic()
+        status = state.next_status()
+        if state.latency_s > 0:
+            time.sleep(state.latency_s)
+        # The body names the version even on a 500, so callers can tell which track failed.
+        self.send(status, state.version + "\n")
+        state.record(status, time.monotonic() - started, self.command)
+
     def do_POST(self):
         url = urlsplit(self.path)
         query = parse_qs(url.query)
         state = self.state
-        if url.path == "/control/fail":
+        if url.path == "/":
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            self.answer_root()
+        elif url.path == "/control/fail":
             rate = self.number(query, "rate", 0.0, 1.0)
             if rate is None:
                 return

@@ -174,9 +174,20 @@ pub fn holds_line(files: &[DumpedFile], line: &str) -> bool {
 /// mounted), by contents equal to the file's. A path that exists here is a different file,
 /// whatever it holds.
 pub fn loads_file(files: &[DumpedFile], upstream_file: &Path, contents: &str) -> bool {
-    files.iter().any(|f| {
-        same_file(&f.path, upstream_file)
-            || (!f.path.exists() && f.text.trim_end() == contents.trim_end())
+    find_file(files, upstream_file, contents).is_some()
+}
+
+/// The file of the dump that is `path` (see `loads_file`); empty contents identify nothing.
+pub fn find_file<'f>(
+    files: &'f [DumpedFile],
+    path: &Path,
+    contents: &str,
+) -> Option<&'f DumpedFile> {
+    files.iter().find(|f| {
+        same_file(&f.path, path)
+            || (!f.path.exists()
+                && !contents.trim().is_empty()
+                && f.text.trim_end() == contents.trim_end())
     })
 }
 

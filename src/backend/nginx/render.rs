@@ -1,12 +1,14 @@
-//! The upstream file rollout writes: its header, which marks each write, and the server weights.
+//! The upstream file rollout writes: its header, which marks each write, and the server
+//! weights; the marker of the location file's writes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
+use super::location::{Routing, definitions};
 use crate::backend::{BackendError, WeightChange};
-use crate::plan::{NGINX_STEPS_PER_PERCENT, NginxBackend as Spec, Weight};
+use crate::plan::{NGINX_STEPS_PER_PERCENT, NginxBackend as Spec, Segment, Weight};
 
 /// The header line that identifies one write: its stage, its weight and a token no other write
 /// has. Finding it in nginx's configuration dump proves nginx loads this very file.
@@ -14,6 +16,16 @@ pub fn marker(change: WeightChange, token: &str) -> String {
     format!(
         "# Stage {}: {} of traffic to the new version. Write {token}.",
         change.stage, change.weight
+    )
+}
+
+/// The location file's header line for one write: its stage, what it routes and the token
+/// of the write (the same as the upstream file's, with which it is written and loaded).
+pub fn location_marker(change: WeightChange, routing: &Routing<'_>, token: &str) -> String {
+    format!(
+        "# Stage {} location: {}. Write {token}.",
+        change.stage,
+        routing.summary()
     )
 }
 
@@ -30,12 +42,14 @@ pub fn write_token() -> String {
 }
 
 /// The upstream block for a weight, under its header (`marker` is its second line): each
-/// group's servers share its part of the traffic.
+/// group's servers share its part of the traffic. With a location file, what it uses follows
+/// (`location::definitions`).
 pub fn render(
     spec: &Spec,
     plan_name: &str,
     change: WeightChange,
     marker: &str,
+    segments: &[Segment],
 ) -> Result<String, BackendError> {
     let mut out = format!(
         "# Written by rollout for plan `{plan_name}`; it is rewritten at every stage, do not edit.\n\
@@ -56,6 +70,9 @@ pub fn render(
         out.push_str(&format!("    {line}\n"));
     }
     out.push_str("}\n");
+    if spec.location_file.is_some() {
+        out.push_str(&definitions(spec, &Routing::of(change, segments)));
+    }
     Ok(out)
 }
 
@@ -95,7 +112,7 @@ fn gcd(a: u64, b: u64) -> u64 {
 pub(super) mod tests {
     use super::*;
     use crate::plan::Argv;
-    use std::path::PathBuf;
+    use std::path::{Path, PathBuf};
     use std::time::Duration;
 
     pub fn spec(stable: &[&str], canary: &[&str]) -> Spec {
@@ -179,6 +196,7 @@ pub(super) mod tests {
             "shop",
             change(2, 1.0),
             &marker(change(2, 1.0), "t0k3n"),
+            &[],
         )
         .unwrap();
         assert_eq!(
@@ -199,7 +217,7 @@ pub(super) mod tests {
     #[test]
     fn the_extremes_leave_a_group_out() {
         let s = spec(&["a:1"], &["b:1"]);
-        let at = |w| render(&s, "p", change(1, w), "# header").unwrap();
+        let at = |w| render(&s, "p", change(1, w), "# header", &[]).unwrap();
         assert!(!at(0.0).contains("b:1"));
         assert!(!at(100.0).contains("a:1"));
     }
@@ -231,7 +249,7 @@ pub(super) mod tests {
         let canary: Vec<&str> = canary.iter().map(String::as_str).collect();
         for (w, largest) in [(0.001, "weight=299997;"), (99.999, "weight=233331;")] {
             let at = change(1, w);
-            let upstream = render(&spec(&stable, &canary), "p", at, &marker(at, "x")).unwrap();
+            let upstream = render(&spec(&stable, &canary), "p", at, &marker(at, "x"), &[]).unwrap();
             assert!(upstream.contains(largest), "{upstream}");
             std::fs::write(dir.path().join("upstream.conf"), &upstream).unwrap();
             let d = dir.path().display();
@@ -243,14 +261,7 @@ pub(super) mod tests {
                 ),
             )
             .unwrap();
-            let output = std::process::Command::new(&nginx)
-                .arg("-p")
-                .arg(format!("{d}/"))
-                .arg("-c")
-                .arg(dir.path().join("nginx.conf"))
-                .arg("-t")
-                .output()
-                .unwrap();
+            let output = nginx_test(&nginx, dir.path());
             assert!(
                 output.status.success(),
                 "nginx -t refused\n{upstream}\n{}",
@@ -261,6 +272,18 @@ pub(super) mod tests {
 
     /// nginx, or a failure naming how to install it: a machine without it must not pass by
     /// testing nothing.
+    /// `nginx -t` of `DIR/nginx.conf`, with `DIR` as nginx's prefix.
+    pub fn nginx_test(nginx: &Path, dir: &Path) -> std::process::Output {
+        std::process::Command::new(nginx)
+            .arg("-p")
+            .arg(format!("{}/", dir.display()))
+            .arg("-c")
+            .arg(dir.join("nginx.conf"))
+            .arg("-t")
+            .output()
+            .unwrap()
+    }
+
     pub fn nginx_binary() -> PathBuf {
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
