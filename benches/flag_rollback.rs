@@ -15,7 +15,6 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 #[path = "../tests/integration/unleash_lab.rs"]
-#[allow(dead_code)]
 mod unleash_lab;
 
 use unleash_lab::{ADMIN_TOKEN, CLIENT_TOKEN, UnleashLab};
