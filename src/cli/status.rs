@@ -221,6 +221,12 @@ fn render(
         row("process", format!("{}{until}", holding.holder.describe()));
     }
     row("traffic", traffic(journal));
+    if let Some(opens) = journal.window_opens.as_ref().filter(|_| running) {
+        row(
+            "window",
+            format!("closed: held at its weight (still measuring) until it opens, {opens}"),
+        );
+    }
     if let Some(reason) = &journal.reason {
         row("reason", reason.clone());
     }

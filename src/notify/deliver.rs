@@ -4,14 +4,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use hmac::{Hmac, KeyInit, Mac};
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use sha2::Sha256;
 use tokio::sync::mpsc;
 
-use super::{Message, SetupError, Warn};
+use super::{Channel, Message, Warn};
 use crate::exec::redact::Redactor;
-use crate::plan::{Notify, NotifyKind};
 
 /// Tries per notification: the first and two retries.
 pub const ATTEMPTS: u32 = 3;
@@ -33,69 +29,9 @@ pub fn client() -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
-/// `sha256=HEX`: HMAC-SHA256 of the body with the secret, as `X-Rollout-Signature` carries it.
-pub fn signature(secret: &[u8], body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes a key of any length");
-    mac.update(body);
-    let bytes = mac.finalize().into_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256={hex}")
-}
-
-/// Where a target's notifications go, with every `${VAR}` resolved.
-pub struct Endpoint {
-    url: reqwest::Url,
-    headers: HeaderMap,
-    secret: Option<Vec<u8>>,
-}
-
-impl Endpoint {
-    pub fn resolve(spec: &Notify) -> Result<Endpoint, SetupError> {
-        let target = spec.to_string();
-        let env = |t: &crate::plan::template::Template| {
-            t.resolve_env().map_err(|var| SetupError::Env {
-                target: target.clone(),
-                var,
-            })
-        };
-        let invalid = |what: &str| SetupError::Invalid {
-            target: target.clone(),
-            what: what.to_string(),
-        };
-        // The URL is a secret: a problem with it is described, never quoted.
-        let url = reqwest::Url::parse(&env(&spec.url)?)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| invalid("its url is not an http:// or https:// URL"))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        let mut secret = None;
-        if let NotifyKind::Webhook {
-            headers: wanted,
-            secret: key,
-        } = &spec.kind
-        {
-            for (name, value) in wanted {
-                let name = HeaderName::from_bytes(name.as_bytes())
-                    .map_err(|_| invalid(&format!("`{name}` is not a header name")))?;
-                let mut value = HeaderValue::from_str(&env(value)?)
-                    .map_err(|_| invalid(&format!("the value of header `{name}` is not valid")))?;
-                value.set_sensitive(true);
-                headers.insert(name, value);
-            }
-            secret = key.as_ref().map(&env).transpose()?.map(String::into_bytes);
-        }
-        Ok(Endpoint {
-            url,
-            headers,
-            secret,
-        })
-    }
-}
-
 pub struct Worker {
     pub client: reqwest::Client,
-    pub endpoint: Endpoint,
+    pub channel: Arc<dyn Channel>,
     /// `notify[0] (slack)`.
     pub label: String,
     pub timeout: Duration,
@@ -137,16 +73,13 @@ impl Worker {
     }
 
     async fn attempt(&self, message: &Message) -> Result<(), Failure> {
-        let mut request = self
+        let request = self
             .client
-            .post(self.endpoint.url.clone())
+            .post(self.channel.url().clone())
             .timeout(self.timeout)
-            .headers(self.endpoint.headers.clone())
+            .headers(self.channel.headers(&message.body))
             .header("X-Rollout-Event", message.on.as_str())
             .body(message.body.clone());
-        if let Some(secret) = &self.endpoint.secret {
-            request = request.header("X-Rollout-Signature", signature(secret, &message.body));
-        }
         let response = request.send().await.map_err(|e| {
             let e = e.without_url();
             if e.is_timeout() {

@@ -5,6 +5,8 @@
 //! warning. Targets' URLs, headers and secrets are never shown: they are named `notify[N]`.
 
 mod deliver;
+mod slack;
+mod webhook;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -19,7 +21,56 @@ use crate::exec::redact::Redactor;
 use crate::plan::template::MissingVar;
 use crate::plan::{Notify, NotifyKind, NotifyOn, Plan};
 
-pub use deliver::{ATTEMPTS, signature};
+pub use deliver::ATTEMPTS;
+pub use webhook::signature;
+
+/// One kind of notification target: how an event becomes a request to it. Adding a kind is
+/// one file implementing this and one arm in `channel`.
+pub trait Channel: Send + Sync {
+    /// Where requests go (a secret: never shown).
+    fn url(&self) -> &reqwest::Url;
+    /// The request's body for an event of the rollout `name`; `None` when this kind says
+    /// nothing of it.
+    fn body(&self, name: &str, stamped: &Stamped) -> Option<Vec<u8>>;
+    /// The headers of a request carrying `body` (a webhook's own, its signature).
+    fn headers(&self, body: &[u8]) -> reqwest::header::HeaderMap;
+}
+
+/// A target's channel, with every `${VAR}` of its url, headers and secret resolved.
+fn channel(spec: &Notify) -> Result<Arc<dyn Channel>, SetupError> {
+    Ok(match &spec.kind {
+        NotifyKind::Slack => Arc::new(slack::Slack::resolve(spec)?),
+        NotifyKind::Webhook { headers, secret } => {
+            Arc::new(webhook::Webhook::resolve(spec, headers, secret.as_ref())?)
+        }
+    })
+}
+
+/// The target's URL, resolved; a problem with it is described, never quoted (it is a secret).
+fn resolve_url(spec: &Notify) -> Result<reqwest::Url, SetupError> {
+    let url = resolve(spec, &spec.url)?;
+    reqwest::Url::parse(&url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https"))
+        .ok_or_else(|| invalid(spec, "its url is not an http:// or https:// URL"))
+}
+
+fn resolve(
+    spec: &Notify,
+    template: &crate::plan::template::Template,
+) -> Result<String, SetupError> {
+    template.resolve_env().map_err(|var| SetupError::Env {
+        target: spec.to_string(),
+        var,
+    })
+}
+
+fn invalid(spec: &Notify, what: &str) -> SetupError {
+    SetupError::Invalid {
+        target: spec.to_string(),
+        what: what.to_string(),
+    }
+}
 
 /// Says a warning where the run's events go.
 pub type Warn = Arc<dyn Fn(String) + Send + Sync>;
@@ -64,6 +115,7 @@ struct Message {
 
 struct Target {
     spec: Notify,
+    channel: Arc<dyn Channel>,
     queue: Mutex<Option<mpsc::UnboundedSender<Message>>>,
     /// Queued and not yet delivered or given up on.
     pending: Arc<AtomicUsize>,
@@ -84,12 +136,12 @@ impl Notifier {
         let mut targets = Vec::new();
         let mut tasks = Vec::new();
         for spec in &plan.notify {
-            let endpoint = deliver::Endpoint::resolve(spec)?;
+            let channel = channel(spec)?;
             let (tx, rx) = mpsc::unbounded_channel();
             let pending = Arc::new(AtomicUsize::new(0));
             let worker = deliver::Worker {
                 client: client.clone(),
-                endpoint,
+                channel: channel.clone(),
                 label: spec.to_string(),
                 timeout: spec.timeout,
                 redactor: redactor.clone(),
@@ -99,6 +151,7 @@ impl Notifier {
             tasks.push(tokio::spawn(worker.run(rx)));
             targets.push(Target {
                 spec: spec.clone(),
+                channel,
                 queue: Mutex::new(Some(tx)),
                 pending,
             });
@@ -141,21 +194,6 @@ impl Notifier {
             .max()
             .unwrap_or(Duration::ZERO)
     }
-
-    fn body(&self, spec: &Notify, stamped: &Stamped) -> Option<Vec<u8>> {
-        match spec.kind {
-            // The same document `--output json` writes for this event.
-            NotifyKind::Webhook { .. } => serde_json::to_vec(stamped).ok(),
-            NotifyKind::Slack => {
-                let line = crate::report::text::line(
-                    &stamped.event,
-                    crate::report::text::Verbosity::Normal,
-                )?;
-                let text = format!("[{}] {line}", self.name);
-                serde_json::to_vec(&serde_json::json!({ "text": text })).ok()
-            }
-        }
-    }
 }
 
 impl Reporter for Notifier {
@@ -164,7 +202,7 @@ impl Reporter for Notifier {
             return;
         };
         for target in self.targets.iter().filter(|t| t.spec.on.contains(&on)) {
-            let Some(body) = self.body(&target.spec, stamped) else {
+            let Some(body) = target.channel.body(&self.name, stamped) else {
                 continue;
             };
             let queue = target.queue.lock().expect("notify lock");

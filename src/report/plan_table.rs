@@ -83,7 +83,7 @@ fn extras(plan: &Plan) -> String {
 }
 
 /// The weight, the segments that get the new version whatever it is, and the mirror.
-fn weight(plan: &Plan, stage: &Stage) -> String {
+pub(crate) fn weight(plan: &Plan, stage: &Stage) -> String {
     let names: Vec<&str> = stage
         .segments
         .iter()

@@ -42,7 +42,7 @@ fn stages(out: &mut String, plan: &Plan) {
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
             stage.number,
-            stage.weight,
+            cell(&super::plan_table::weight(plan, stage)),
             bake(stage),
             cell(&gates(plan, stage).replace('\n', "; ")),
             if stage.approval { "required" } else { "-" },
@@ -52,7 +52,7 @@ fn stages(out: &mut String, plan: &Plan) {
 }
 
 fn bake(stage: &Stage) -> String {
-    if stage.weight.is_zero() {
+    if !stage.gets_traffic() {
         return "-".to_string();
     }
     let mut text = text::duration(stage.bake);

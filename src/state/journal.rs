@@ -137,6 +137,10 @@ pub struct Journal {
     /// What the backend needs to undo the run from another process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backend_state: Option<serde_json::Value>,
+    /// Held at its weight because the change window is closed: when it opens, as people in the
+    /// window's zone read it. Cleared once the rollout moves again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_opens: Option<String>,
     /// The process groups of commands running right now (a backend command, a hook): a process
     /// that takes the rollout over from a dead one stops them before it acts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -188,6 +192,7 @@ impl Journal {
             reason: None,
             backend_state: None,
             children: Vec::new(),
+            window_opens: None,
         }
     }
 
@@ -272,6 +277,7 @@ impl Journal {
                 previous_weight,
                 ..
             } => {
+                self.window_opens = None;
                 self.pending = Some(Pending::SetWeight {
                     stage: *stage,
                     weight: *weight,
@@ -311,12 +317,14 @@ impl Journal {
                     },
                 );
             }
+            Event::WindowClosed { opens, .. } => self.window_opens = Some(opens.clone()),
             Event::ChildStarted { group } => self.children.push(group.clone()),
             Event::ChildEnded { pgid } => self.children.retain(|c| c.pgid != *pgid),
             Event::AwaitingApproval { .. } => self.set_status(Status::WaitingForApproval, &at),
             Event::Approved { .. } => self.set_status(Status::Running, &at),
             Event::StagePassed { stage, .. } => self.passed_stage = *stage,
             Event::RollingBack { reason } => {
+                self.window_opens = None;
                 self.pending = Some(Pending::Rollback {
                     reason: reason.clone(),
                 });
@@ -324,6 +332,7 @@ impl Journal {
                 self.set_status(Status::RollingBack, &at);
             }
             Event::Finished(outcome) => {
+                self.window_opens = None;
                 self.pending = None;
                 self.pid = None;
                 self.weight = outcome.weight;
@@ -495,6 +504,24 @@ mod tests {
         assert!(j.metrics["errors"].shown_as_percent);
         assert_eq!(j.status, Status::Running);
         assert!(!Journal::is_step(&measured(0.0)));
+    }
+
+    #[test]
+    fn a_hold_for_the_change_window_is_on_record_until_the_rollout_moves() {
+        let mut j = journal();
+        j.apply(&at(
+            1,
+            Event::WindowClosed {
+                stage: 1,
+                weight: 10.0,
+                window: "mon 09:00-16:00 Europe/Berlin".into(),
+                opens_at: Some("2026-12-07T08:00:00Z".into()),
+                opens: "Mon 2026-12-07 09:00 CET".into(),
+            },
+        ));
+        assert_eq!(j.window_opens.as_deref(), Some("Mon 2026-12-07 09:00 CET"));
+        j.apply(&at(2, stage_started(2, 50.0, 10.0)));
+        assert_eq!(j.window_opens, None);
     }
 
     #[test]

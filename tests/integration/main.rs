@@ -27,8 +27,6 @@ mod schema;
 mod window;
 
 #[cfg(feature = "e2e")]
-mod bench_flag_rollback;
-#[cfg(feature = "e2e")]
 mod demo;
 #[cfg(feature = "e2e")]
 mod e2e_backtest;

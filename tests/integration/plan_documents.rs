@@ -184,3 +184,20 @@ fn json_is_the_validated_plan_with_its_defaults_and_no_secrets() {
     assert_eq!(plan["duration"]["min"], 1200.0);
     assert!(!ran.stdout().contains("SLACK_URL") && !ran.stdout().contains("hooks.example"));
 }
+
+/// A stage that gives segments the new version is shown with them, and a 0% stage that gets
+/// traffic that way bakes like any other.
+#[test]
+fn the_runbook_shows_segments_with_the_weight() {
+    let plan = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("plans/flagd-rollout.toml");
+    let ran = Test::new()
+        .args(&["plan", plan.to_str().unwrap(), "--format", "markdown"])
+        .run();
+    let out = ran.stdout();
+    assert!(
+        out.contains("| 1 | 0% + staff | 30m, then up to 30m more (then rollback) |"),
+        "{out}"
+    );
+    assert!(out.contains("| 3 | 10% + staff, dach |"), "{out}");
+    assert!(out.contains("| 5 | 100% |"), "{out}");
+}

@@ -149,7 +149,10 @@ fn p_values_and_decisions_match_scipy() {
                 ));
             }
             for alpha in [0.01, 0.02, 0.05] {
-                if (ours.p_value < alpha) != (p < alpha) {
+                // An exact p-value can be the threshold itself (11 of 220 arrangements is
+                // 0.05): ours is that ratio, SciPy's a float sum a hair either side of it.
+                let at_threshold = (p - alpha).abs() <= 1e-9 * alpha;
+                if !at_threshold && (ours.p_value < alpha) != (p < alpha) {
                     failures.push(format!("case {i} {name}: decision at {alpha} differs"));
                 }
             }
