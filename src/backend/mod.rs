@@ -244,7 +244,7 @@ pub fn build(plan: &Plan, exec: Arc<dyn Executor>) -> Result<Box<dyn Backend>, B
             spec.clone(),
             exec,
         ))),
-        crate::plan::Backend::Kubectl(spec) => Ok(kubectl::build(spec, exec)),
+        crate::plan::Backend::Kubectl(spec) => Ok(kubectl::build(plan, spec, exec)),
         crate::plan::Backend::Ecs(spec) => Ok(ecs::build(spec.clone(), exec)),
         crate::plan::Backend::Flagd(spec) => {
             Ok(Box::new(flagd::Flagd::new(plan, spec.clone(), exec)))

@@ -168,10 +168,18 @@ pub struct HttpRoute {
     pub status: RouteStatus,
 }
 
+/// The rules as the server has them, every field kept: rollout copies rules whole.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default)]
 pub struct RouteSpec {
-    pub rules: Vec<RouteRule>,
+    pub rules: Vec<Value>,
+}
+
+impl RouteSpec {
+    /// The fields of rule `i` the backend reads; a rule that is not an object has none.
+    pub fn rule(&self, i: usize) -> RouteRule {
+        serde_json::from_value(self.rules[i].clone()).unwrap_or_default()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

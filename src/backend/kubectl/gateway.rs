@@ -2,9 +2,9 @@
 //! (see `gateway_weights`), read back from the route and confirmed by its Gateways' status.
 //!
 //! What the route's rules are made to hold is a `RouteWant`, turned into JSON patch
-//! operations by `route_patch` and checked on the route read back by `RouteView::holds`: a
-//! mirror filter or header-match rules for segments are more of the same, one field, its
-//! operations and its check each.
+//! operations by `route_patch` and checked on the route read back by `RouteView::holds`: the
+//! weights, and the rules rollout adds ahead of the weighted rules for segments and a mirror
+//! (`route_rules`), which a rollback removes.
 
 use std::collections::BTreeMap;
 
@@ -15,8 +15,9 @@ use serde_json::{Value, json};
 use super::Original;
 use super::api::{Condition, DEPLOYMENTS, Deployment, HttpRoute, Kind, Service, Target};
 use super::client::{Client, Guarded, POLL, Readiness};
+use super::route_rules::{self, Extras, Mirror};
 use crate::backend::{Backend, BackendError, Recovery, WeightChange};
-use crate::plan::{GatewaySpec, Weight};
+use crate::plan::{GatewaySpec, Segment, Weight};
 
 pub struct Gateway {
     spec: GatewaySpec,
@@ -27,6 +28,12 @@ pub struct Gateway {
     before: Option<Before>,
     /// The Deployments whose pods each Service selects, found at preflight.
     behind: Behind,
+    /// The header match of each of the plan's segments, by its index (`None`: a segment of
+    /// another kind, which validation keeps away from this backend).
+    segment_headers: Vec<Option<Value>>,
+    /// What the plan's stages add to the route at most: every segment and a mirror if any
+    /// stage mirrors, for preflight's check of the Gateway API's limits.
+    most: Extras,
 }
 
 /// The route's weights before this run changed anything.
@@ -52,19 +59,40 @@ struct Behind {
 }
 
 /// What the route's rules to the two Services are made to hold.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RouteWant {
     pub stable_weight: u32,
     pub canary_weight: u32,
+    /// The rules added ahead of each weighted rule: none, unless a stage has segments or a
+    /// mirror.
+    pub extras: Extras,
 }
 
 impl RouteWant {
+    /// The weights alone: no segment or mirror rule.
     pub fn at(weight: Weight) -> RouteWant {
         let (stable_weight, canary_weight) = gateway_weights(weight);
         RouteWant {
             stable_weight,
             canary_weight,
+            extras: Extras::default(),
         }
+    }
+
+    fn weights(&self) -> (u32, u32) {
+        (self.stable_weight, self.canary_weight)
+    }
+
+    /// For people: "weights 95/5, segments and a mirror of 10%".
+    fn describe(&self) -> String {
+        let mut text = format!("weights {}/{}", self.stable_weight, self.canary_weight);
+        if !self.extras.segments.is_empty() {
+            text.push_str(", the segments' rule");
+        }
+        if let Some(mirror) = &self.extras.mirror {
+            text.push_str(&format!(", a mirror of {}", mirror.share));
+        }
+        text
     }
 }
 
@@ -74,7 +102,12 @@ impl RouteWant {
 pub struct RouteView {
     pub resource_version: String,
     pub generation: i64,
+    /// The weighted rules, those rollout added left out.
     pub rules: Vec<RuleView>,
+    /// Every rule of the route as read.
+    pub raw: Vec<Value>,
+    /// The indexes of the rules rollout added (segments, mirror).
+    pub added: Vec<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -97,8 +130,59 @@ impl Guarded for RouteView {
 }
 
 impl RouteView {
+    /// The rules rollout adds for `want`, ahead of each weighted rule, as it writes them.
+    fn additions(&self, want: &RouteWant, canary: &str) -> Vec<Vec<Value>> {
+        self.rules
+            .iter()
+            .map(|r| {
+                route_rules::additions(&self.raw[r.rule], canary, &want.extras, want.weights())
+            })
+            .collect()
+    }
+
+    /// Whether the rules rollout added are those `want` adds, as the server may have defaulted
+    /// them.
+    fn holds_additions(&self, want: &RouteWant, canary: &str) -> Result<(), String> {
+        let wanted: Vec<Value> = self.additions(want, canary).into_iter().flatten().collect();
+        let found: Vec<&Value> = self.added.iter().map(|i| &self.raw[*i]).collect();
+        if found.len() == wanted.len()
+            && found
+                .iter()
+                .zip(&wanted)
+                .all(|(f, w)| route_rules::holds(f, w))
+        {
+            return Ok(());
+        }
+        let share_dropped = wanted.iter().any(|w| {
+            let Some(mirror) = route_rules::mirror_of(w, canary) else {
+                return false;
+            };
+            let shared = |m: &Value| m.get("percent").is_some() || m.get("fraction").is_some();
+            shared(mirror)
+                && found
+                    .iter()
+                    .filter_map(|f| route_rules::mirror_of(f, canary))
+                    .any(|m| !shared(m))
+        });
+        if share_dropped {
+            return Err(
+                "a RequestMirror filter without the share rollout wrote: the cluster's Gateway API \
+                 CRDs predate percentage mirroring (HTTPRoute `percent` and `fraction`, Gateway API \
+                 v1.2), and without a share a mirror copies every request. Install newer Gateway \
+                 API CRDs, or mirror 100%"
+                    .to_string(),
+            );
+        }
+        Err(format!(
+            "{} rule(s) of rollout's for segments and mirroring instead of the {} it wrote",
+            found.len(),
+            wanted.len()
+        ))
+    }
+
     /// Why the route does not hold `want`, naming the first rule that differs.
-    fn holds(&self, want: &RouteWant) -> Result<(), String> {
+    fn holds(&self, want: &RouteWant, canary: &str) -> Result<(), String> {
+        self.holds_additions(want, canary)?;
         // A weight left out is 1, as the Gateway API defaults it.
         let differs = |r: &&RuleView| {
             r.stable_weight.unwrap_or(1) != want.stable_weight
@@ -119,13 +203,31 @@ impl RouteView {
 }
 
 impl Gateway {
-    pub fn new(spec: GatewaySpec, client: Client, place: String) -> Gateway {
+    /// `segments`: the plan's; `mirrors`: whether any stage mirrors.
+    pub fn new(
+        spec: GatewaySpec,
+        client: Client,
+        place: String,
+        segments: &[Segment],
+        mirrors: bool,
+    ) -> Gateway {
+        let segment_headers: Vec<Option<Value>> =
+            segments.iter().map(route_rules::header_match).collect();
+        let most = Extras {
+            segments: segment_headers.iter().flatten().cloned().collect(),
+            mirror: mirrors.then(|| Mirror {
+                share: Weight::new(50.0).expect("a valid weight"),
+                methods: spec.mirror_methods.clone(),
+            }),
+        };
         Gateway {
             spec,
             client,
             place,
             before: None,
             behind: Behind::default(),
+            segment_headers,
+            most,
         }
     }
 
@@ -134,7 +236,36 @@ impl Gateway {
     }
 
     fn view(&self) -> impl Fn(&HttpRoute) -> Result<RouteView, String> + Send + Sync + '_ {
-        |route| route_view(route, &self.spec.stable_service, &self.spec.canary_service)
+        let headers: Vec<Value> = self.segment_headers.iter().flatten().cloned().collect();
+        move |route| {
+            route_view(
+                route,
+                &self.spec.stable_service,
+                &self.spec.canary_service,
+                &headers,
+            )
+        }
+    }
+
+    /// What a change asks of the route. Everyone on the new version needs no segment or
+    /// mirror rule.
+    fn want(&self, change: &WeightChange) -> RouteWant {
+        let mut want = RouteWant::at(change.weight);
+        if change.weight.is_full() {
+            return want;
+        }
+        want.extras = Extras {
+            segments: change
+                .segments
+                .iter()
+                .filter_map(|i| self.segment_headers.get(i).cloned().flatten())
+                .collect(),
+            mirror: change.mirror.map(|share| Mirror {
+                share,
+                methods: self.spec.mirror_methods.clone(),
+            }),
+        };
+        want
     }
 
     async fn selector(&self, service: &Target) -> Result<BTreeMap<String, String>, BackendError> {
@@ -147,14 +278,19 @@ impl Gateway {
 
     /// Makes the route hold `want`, then reads it back until its Gateways have accepted it.
     async fn set_route(&self, want: RouteWant) -> Result<(), BackendError> {
-        let purpose = format!(
-            "set the route's weights to {} (stable) and {} (canary)",
-            want.stable_weight, want.canary_weight
-        );
+        let purpose = if want.extras.is_empty() {
+            format!(
+                "set the route's weights to {} (stable) and {} (canary)",
+                want.stable_weight, want.canary_weight
+            )
+        } else {
+            format!("set the route to {}", want.describe())
+        };
+        let canary = self.spec.canary_service.as_str();
         let generation = self
             .client
             .update(&self.route(), &purpose, None, self.view(), |current| {
-                route_patch(current, &want)
+                route_patch(current, &want, canary)
             })
             .await?;
         self.confirm_route(&want, generation).await
@@ -166,18 +302,17 @@ impl Gateway {
         let what = self.route();
         let timeout = self.client.rollout_timeout();
         self.client.note(&format!(
-            "read {what} back until it holds the weights {}/{} and every Gateway has accepted \
+            "read {what} back until it holds the {} and every Gateway has accepted \
              that generation of it, at most {}",
-            want.stable_weight,
-            want.canary_weight,
+            want.describe(),
             humantime::format_duration(timeout)
         ));
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let (view, found) = self.client.read(&what, self.view()).await?;
-            if let Err(difference) = view.holds(want) {
+            if let Err(difference) = view.holds(want, &self.spec.canary_service) {
                 return Err(BackendError::NotConfirmed(format!(
-                    "{what} read back with {difference}: someone else changed it"
+                    "{what} read back with {difference}"
                 )));
             }
             let last = match judge_route(&found, generation) {
@@ -209,7 +344,8 @@ impl Gateway {
             (
                 &spec.canary_service,
                 &self.behind.canary,
-                want.canary_weight > 0,
+                // Segments and mirrored copies reach the canary at weight 0 too.
+                want.canary_weight > 0 || !want.extras.is_empty(),
             ),
         ] {
             if !gets {
@@ -256,6 +392,20 @@ impl Backend for Gateway {
         if let Some(problem) = route_not_accepted(&found) {
             return Err(precondition(problem));
         }
+        let weighted: Vec<usize> = view.rules.iter().map(|r| r.rule).collect();
+        let base: Vec<Value> = (0..view.raw.len())
+            .filter(|i| !view.added.contains(i))
+            .map(|i| view.raw[i].clone())
+            .collect();
+        let base_weighted: Vec<usize> = weighted
+            .iter()
+            .map(|i| i - view.added.iter().filter(|a| *a < i).count())
+            .collect();
+        if let Some(problem) =
+            route_rules::over_limits(&base, &base_weighted, &self.spec.canary_service, &self.most)
+        {
+            return Err(precondition(problem));
+        }
         let selectors = [
             self.selector(&services[0]).await?,
             self.selector(&services[1]).await?,
@@ -286,7 +436,7 @@ impl Backend for Gateway {
     }
 
     async fn set_weight(&mut self, change: WeightChange) -> Result<(), BackendError> {
-        let want = RouteWant::at(change.weight);
+        let want = self.want(&change);
         self.wait_behind(&want).await?;
         self.set_route(want).await
     }
@@ -337,10 +487,22 @@ pub fn gateway_weights(weight: Weight) -> (u32, u32) {
 
 /// The rules of the route that send traffic to the two Services. Every rule that names one of
 /// them must name both, or weights could not express the split there.
-pub fn route_view(route: &HttpRoute, stable: &str, canary: &str) -> Result<RouteView, String> {
+/// The rules rollout added (see `route_rules::is_added`) are set apart.
+pub fn route_view(
+    route: &HttpRoute,
+    stable: &str,
+    canary: &str,
+    segment_headers: &[Value],
+) -> Result<RouteView, String> {
     let namespace = route.metadata.namespace.as_str();
     let mut rules = Vec::new();
-    for (i, rule) in route.spec.rules.iter().enumerate() {
+    let mut added = Vec::new();
+    for (i, raw) in route.spec.rules.iter().enumerate() {
+        if route_rules::is_added(raw, canary, segment_headers) {
+            added.push(i);
+            continue;
+        }
+        let rule = route.spec.rule(i);
         let find = |name: &str| {
             rule.backend_refs
                 .iter()
@@ -376,6 +538,8 @@ pub fn route_view(route: &HttpRoute, stable: &str, canary: &str) -> Result<Route
         resource_version: route.metadata.resource_version.clone(),
         generation: route.metadata.generation,
         rules,
+        raw: route.spec.rules.clone(),
+        added,
     })
 }
 
@@ -397,14 +561,54 @@ fn original_route(route: &str, view: &RouteView) -> Before {
 /// The operations that make the route hold `want`; none when it already does. `add` rather
 /// than `replace`: a backendRef may leave `weight` out, and `add` on an object member sets it
 /// whether or not it is there.
-pub fn route_patch(current: &RouteView, want: &RouteWant) -> Vec<Value> {
+///
+/// When the rules rollout added are not those `want` adds, they are all removed and the new
+/// ones inserted ahead of their weighted rules, in one patch: removals from the last, then the
+/// weights at the indexes left, then the insertions from the first.
+pub fn route_patch(current: &RouteView, want: &RouteWant, canary: &str) -> Vec<Value> {
+    if current.holds_additions(want, canary).is_ok() {
+        return weight_ops(&current.rules, want, |i| i);
+    }
+    let mut ops: Vec<Value> = current
+        .added
+        .iter()
+        .rev()
+        .map(|i| json!({"op": "remove", "path": format!("/spec/rules/{i}")}))
+        .collect();
+    let left = |i: usize| i - current.added.iter().filter(|a| **a < i).count();
+    ops.extend(weight_ops(&current.rules, want, left));
+    let mut inserted = 0;
+    for (rule, additions) in current.rules.iter().zip(current.additions(want, canary)) {
+        for addition in additions {
+            let at = left(rule.rule) + inserted;
+            ops.push(json!({"op": "add", "path": format!("/spec/rules/{at}"), "value": addition}));
+            inserted += 1;
+        }
+    }
+    ops
+}
+
+/// The weight operations, with each rule's index in the route mapped by `index` (its place
+/// once rollout's rules are removed).
+fn weight_ops(rules: &[RuleView], want: &RouteWant, index: impl Fn(usize) -> usize) -> Vec<Value> {
     let mut ops = Vec::new();
-    for rule in &current.rules {
+    for rule in rules {
+        let path = |p: &str| {
+            p.replacen(
+                &format!("/spec/rules/{}/", rule.rule),
+                &format!("/spec/rules/{}/", index(rule.rule)),
+                1,
+            )
+        };
         if rule.stable_weight != Some(want.stable_weight) {
-            ops.push(json!({"op": "add", "path": rule.stable_path, "value": want.stable_weight}));
+            ops.push(
+                json!({"op": "add", "path": path(&rule.stable_path), "value": want.stable_weight}),
+            );
         }
         if rule.canary_weight != Some(want.canary_weight) {
-            ops.push(json!({"op": "add", "path": rule.canary_path, "value": want.canary_weight}));
+            ops.push(
+                json!({"op": "add", "path": path(&rule.canary_path), "value": want.canary_weight}),
+            );
         }
     }
     ops

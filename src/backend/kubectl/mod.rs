@@ -27,6 +27,7 @@ mod api;
 mod client;
 mod gateway;
 mod replicas;
+mod route_rules;
 mod store;
 
 #[cfg(test)]
@@ -38,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Backend, BackendError, Executor};
-use crate::plan::{KubectlBackend, KubectlConnection, KubectlMode};
+use crate::plan::{KubectlBackend, KubectlConnection, KubectlMode, Plan, Segment};
 use client::{Api, Client, KubectlApi};
 
 pub use api::{Deployment, HttpRoute};
@@ -47,7 +48,19 @@ pub use gateway::{Gateway, gateway_weights, judge_route};
 pub use replicas::{Replicas, split_replicas};
 
 /// The backend of the plan's mode. A dry run gets the same backend on the in-memory cluster.
-pub fn build(spec: &KubectlBackend, exec: Arc<dyn Executor>) -> Box<dyn Backend> {
+pub fn build(plan: &Plan, spec: &KubectlBackend, exec: Arc<dyn Executor>) -> Box<dyn Backend> {
+    let mirrors = plan.stages.iter().any(|s| s.mirror.is_some());
+    build_for(spec, exec, &plan.segments, mirrors)
+}
+
+/// `build`, given what of the plan a mode needs besides its backend table: its segments, and
+/// whether any stage mirrors.
+fn build_for(
+    spec: &KubectlBackend,
+    exec: Arc<dyn Executor>,
+    segments: &[Segment],
+    mirrors: bool,
+) -> Box<dyn Backend> {
     let api: Arc<dyn Api> = if exec.is_dry_run() {
         Arc::new(store::InMemory::assumed(spec, exec))
     } else {
@@ -57,7 +70,9 @@ pub fn build(spec: &KubectlBackend, exec: Arc<dyn Executor>) -> Box<dyn Backend>
     let place = place(&spec.connection);
     match &spec.mode {
         KubectlMode::Replicas(mode) => Box::new(Replicas::new(mode.clone(), client, place)),
-        KubectlMode::Gateway(mode) => Box::new(Gateway::new(mode.clone(), client, place)),
+        KubectlMode::Gateway(mode) => {
+            Box::new(Gateway::new(mode.clone(), client, place, segments, mirrors))
+        }
     }
 }
 

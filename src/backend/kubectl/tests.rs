@@ -18,7 +18,7 @@ use super::replicas::{
     split_replicas,
 };
 use super::store::{InMemory, Store};
-use super::{Original, build};
+use super::{Original, build_for};
 use crate::backend::{Backend, BackendError, Recovery, WeightChange};
 use crate::exec::{Action, DryRunExecutor, Report};
 use crate::plan::{
@@ -416,7 +416,13 @@ fn gateway_objects() -> Vec<Value> {
 }
 
 fn gateway(fake: &Arc<InMemory>) -> Gateway {
-    Gateway::new(gateway_spec(), client(fake), "namespace search".into())
+    Gateway::new(
+        gateway_spec(),
+        client(fake),
+        "namespace search".into(),
+        &[],
+        false,
+    )
 }
 
 fn route_weights(fake: &InMemory) -> (u64, u64) {
@@ -485,7 +491,7 @@ async fn a_dry_run_computes_each_patch_from_the_ones_before_with_placeholders_fo
         rollout_timeout: Duration::from_secs(60),
         mode: KubectlMode::Replicas(replicas_spec()),
     };
-    let mut backend = build(&spec, said.executor());
+    let mut backend = build_for(&spec, said.executor(), &[], false);
     backend.preflight().await.unwrap();
     backend.set_weight(change(1, 50.0, 0.0)).await.unwrap();
     backend.set_weight(change(2, 100.0, 50.0)).await.unwrap();
@@ -522,7 +528,7 @@ async fn a_dry_run_of_gateway_mode_starts_from_the_route_at_100_0() {
         rollout_timeout: Duration::from_secs(60),
         mode: KubectlMode::Gateway(gateway_spec()),
     };
-    let mut backend = build(&spec, said.executor());
+    let mut backend = build_for(&spec, said.executor(), &[], false);
     backend.preflight().await.unwrap();
     backend.set_weight(change(1, 25.0, 0.0)).await.unwrap();
     backend.set_weight(change(2, 100.0, 25.0)).await.unwrap();
@@ -745,7 +751,7 @@ fn available_replicas_must_catch_up_with_updated_ones() {
 #[test]
 fn the_route_rules_to_weight_are_those_naming_both_services() {
     let route: HttpRoute = fixture("httproute.json");
-    let view = route_view(&route, "search-api-stable", "search-api-canary").unwrap();
+    let view = route_view(&route, "search-api-stable", "search-api-canary", &[]).unwrap();
     assert_eq!(
         view,
         RouteView {
@@ -758,16 +764,23 @@ fn the_route_rules_to_weight_are_those_naming_both_services() {
                 stable_weight: Some(100),
                 canary_weight: Some(0),
             }],
+            raw: route.spec.rules.clone(),
+            added: vec![],
         }
     );
     assert_eq!(
-        serde_json::to_string(&route_patch(&view, &RouteWant::at(weight(1.0)))).unwrap(),
+        serde_json::to_string(&route_patch(
+            &view,
+            &RouteWant::at(weight(1.0)),
+            "search-api-canary"
+        ))
+        .unwrap(),
         r#"[{"op":"add","path":"/spec/rules/0/backendRefs/0/weight","value":99},{"op":"add","path":"/spec/rules/0/backendRefs/1/weight","value":1}]"#
     );
-    assert!(route_patch(&view, &RouteWant::at(Weight::ZERO)).is_empty());
-    let err = route_view(&route, "search-api-stable", "search-api-next").unwrap_err();
+    assert!(route_patch(&view, &RouteWant::at(Weight::ZERO), "search-api-canary").is_empty());
+    let err = route_view(&route, "search-api-stable", "search-api-next", &[]).unwrap_err();
     assert!(err.contains("no backendRef for `search-api-next`"), "{err}");
-    let err = route_view(&route, "nothing", "else").unwrap_err();
+    let err = route_view(&route, "nothing", "else", &[]).unwrap_err();
     assert_eq!(
         err,
         "no rule has backendRefs for both Services `nothing` and `else`"
@@ -848,4 +861,167 @@ fn json_patches_apply_all_or_nothing() {
         object,
         json!({"metadata": {}, "spec": {"rules": [{"refs": [{"name": "c"}, {"name": "b"}]}]}})
     );
+}
+
+// ---- gateway segments and mirror on the fake cluster -----------------------------------------
+
+fn beta_segment() -> crate::plan::Segment {
+    crate::plan::Segment {
+        name: crate::plan::Name::parse("beta").unwrap(),
+        rule: crate::plan::SegmentRule::Header {
+            name: "X-Beta".into(),
+            value: Some("yes".into()),
+        },
+    }
+}
+
+fn with_extras(mut change: WeightChange, beta: bool, mirror: Option<f64>) -> WeightChange {
+    if beta {
+        change.segments = crate::plan::SegmentSet::EMPTY.with(0);
+    }
+    change.mirror = mirror.map(weight);
+    change
+}
+
+fn route_rules(fake: &InMemory) -> Vec<Value> {
+    let store = fake.store();
+    let route = store
+        .get(&Target::new(super::api::Kind::HttpRoute, "search-api"))
+        .unwrap();
+    route["spec"]["rules"].as_array().unwrap().clone()
+}
+
+/// What each rule sends where, for reading a route at a glance: `matches -> backends`.
+fn outline(rules: &[Value]) -> Vec<String> {
+    rules
+        .iter()
+        .map(|rule| {
+            let matches: Vec<String> = rule["matches"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| {
+                    let mut text = m["path"]["value"].as_str().unwrap().to_string();
+                    if let Some(method) = m["method"].as_str() {
+                        text.push_str(&format!(" {method}"));
+                    }
+                    for h in m["headers"].as_array().into_iter().flatten() {
+                        text.push_str(&format!(
+                            " {}={}",
+                            h["name"].as_str().unwrap(),
+                            h["value"].as_str().unwrap()
+                        ));
+                    }
+                    text
+                })
+                .collect();
+            let refs: Vec<String> = rule["backendRefs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| match r["weight"].as_u64() {
+                    Some(w) => format!("{}:{w}", r["name"].as_str().unwrap()),
+                    None => r["name"].as_str().unwrap().to_string(),
+                })
+                .collect();
+            let mirror = rule["filters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|f| f["type"] == "RequestMirror")
+                .map(|f| format!(" mirror {}", f["requestMirror"]))
+                .collect::<String>();
+            format!("{} -> {}{mirror}", matches.join(" | "), refs.join(" "))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn segment_then_mirror_then_weights_add_and_remove_rules_ahead_of_the_weighted_rule() {
+    let (fake, _) = cluster(gateway_objects(), |_| {});
+    let original = route_rules(&fake);
+    let mut backend = Gateway::new(
+        gateway_spec(),
+        client(&fake),
+        "namespace search".into(),
+        &[beta_segment()],
+        true,
+    );
+    backend.preflight().await.unwrap();
+    backend
+        .set_weight(with_extras(change(1, 0.0, 0.0), true, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        outline(&route_rules(&fake)),
+        [
+            "/ X-Beta=yes -> search-api-canary",
+            "/ -> search-api-stable:100 search-api-canary:0",
+            "/admin -> search-admin:1",
+        ]
+    );
+    backend
+        .set_weight(with_extras(change(2, 0.0, 0.0), true, Some(12.5)))
+        .await
+        .unwrap();
+    let mirror = r#" mirror {"backendRef":{"name":"search-api-canary","port":8080},"fraction":{"numerator":12500,"denominator":100000}}"#;
+    assert_eq!(
+        outline(&route_rules(&fake)),
+        [
+            "/ X-Beta=yes | / GET X-Beta=yes | / HEAD X-Beta=yes -> search-api-canary".to_string(),
+            format!("/ GET | / HEAD -> search-api-stable:100 search-api-canary:0{mirror}"),
+            "/ -> search-api-stable:100 search-api-canary:0".to_string(),
+            "/admin -> search-admin:1".to_string(),
+        ]
+    );
+    backend
+        .set_weight(with_extras(change(3, 10.0, 0.0), true, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        outline(&route_rules(&fake)),
+        [
+            "/ X-Beta=yes -> search-api-canary",
+            "/ -> search-api-stable:90 search-api-canary:10",
+            "/admin -> search-admin:1",
+        ]
+    );
+    backend
+        .set_weight(with_extras(change(4, 100.0, 10.0), true, None))
+        .await
+        .unwrap();
+    let end = route_rules(&fake);
+    assert_eq!(end.len(), original.len());
+    assert_eq!(end[0]["backendRefs"][1]["weight"], 100);
+    assert_eq!(end[0]["matches"], original[0]["matches"]);
+}
+
+#[tokio::test]
+async fn a_rollback_from_a_mirror_stage_leaves_the_route_as_it_was_at_100_0() {
+    let (fake, _) = cluster(gateway_objects(), |_| {});
+    let original = route_rules(&fake);
+    let mut backend = Gateway::new(
+        gateway_spec(),
+        client(&fake),
+        "namespace search".into(),
+        &[beta_segment()],
+        true,
+    );
+    backend.preflight().await.unwrap();
+    backend
+        .set_weight(with_extras(change(1, 5.0, 0.0), true, Some(50.0)))
+        .await
+        .unwrap();
+    assert_eq!(route_rules(&fake).len(), 4);
+    // Another process, without the journal, rolls back: rollout's rules are known by their shape.
+    let mut other = Gateway::new(
+        gateway_spec(),
+        client(&fake),
+        "namespace search".into(),
+        &[beta_segment()],
+        true,
+    );
+    other.recover(&Recovery::default()).await.unwrap();
+    other.rollback().await.unwrap();
+    assert_eq!(route_rules(&fake), original);
 }
