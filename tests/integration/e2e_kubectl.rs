@@ -23,7 +23,7 @@ const NEW_IMAGE: &str = "registry.example.com/shop/inventory:4.2.0";
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The emulated API server, stopped when dropped (its stdin closes, and it is killed).
-struct Cluster {
+pub struct Cluster {
     child: Child,
     _stdin: ChildStdin,
     port: u16,
@@ -31,7 +31,7 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start(objects: &[Value], flags: &[&str]) -> Cluster {
+    pub fn start(objects: &[Value], flags: &[&str]) -> Cluster {
         let python = require_python_with_kmock();
         require_kubectl();
         let dir = tempfile::tempdir().expect("a temporary directory");
@@ -82,7 +82,12 @@ impl Cluster {
         cluster
     }
 
-    fn kubeconfig(&self) -> PathBuf {
+    /// kubectl's discovery cache for this emulator (`KUBECACHEDIR`).
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("kube-cache")
+    }
+
+    pub fn kubeconfig(&self) -> PathBuf {
         self.dir.path().join("kubeconfig")
     }
 
@@ -106,19 +111,19 @@ impl Cluster {
     }
 
     /// Every request that tried to change something.
-    fn writes(&self) -> Vec<Value> {
+    pub fn writes(&self) -> Vec<Value> {
         self.harness("/_harness/writes")
     }
 
     /// The versions of one object, oldest first.
-    fn versions(&self, resource: &str, name: &str) -> Vec<Value> {
+    pub fn versions(&self, resource: &str, name: &str) -> Vec<Value> {
         self.history()
             .into_iter()
             .filter(|v| v["resource"] == resource && v["name"] == name)
             .collect()
     }
 
-    fn current(&self, resource: &str, name: &str) -> Value {
+    pub fn current(&self, resource: &str, name: &str) -> Value {
         let versions = self.versions(resource, name);
         versions.last().expect("the object exists")["object"].clone()
     }
@@ -253,7 +258,7 @@ image = "{NEW_IMAGE}"
     )
 }
 
-fn run(cluster: &Cluster, plan: &str, error_rate: &str, status: i32) -> Ran {
+pub fn run(cluster: &Cluster, plan: &str, error_rate: &str, status: i32) -> Ran {
     Test::new()
         .plan(plan)
         .file("error-rate", error_rate)
@@ -268,7 +273,7 @@ fn run(cluster: &Cluster, plan: &str, error_rate: &str, status: i32) -> Ran {
         .run()
 }
 
-fn stderr(ran: &Ran) -> String {
+pub fn stderr(ran: &Ran) -> String {
     String::from_utf8_lossy(&ran.output.stderr).into_owned()
 }
 
@@ -668,7 +673,7 @@ fn a_rollback_without_the_journal_that_cannot_know_the_stable_image_changes_noth
 
 // ---- gateway mode ----------------------------------------------------------------------------
 
-fn gateway_objects() -> Vec<Value> {
+pub fn gateway_objects() -> Vec<Value> {
     let route = fixture("httproute.json");
     let mut services = Vec::new();
     for (name, track) in [
@@ -698,6 +703,16 @@ fn gateway_objects() -> Vec<Value> {
 }
 
 fn gateway_plan(cluster: &Cluster, stages: &[f64]) -> String {
+    gateway_plan_with(cluster, "", stages)
+}
+
+/// A gateway plan with more `[backend]` lines (`backend_extra`, e.g. segments) and stages
+/// given as the text after `weight = ` (more fields may follow on lines of their own).
+pub fn gateway_plan_with(
+    cluster: &Cluster,
+    backend_extra: &str,
+    stages: &[impl std::fmt::Display],
+) -> String {
     format!(
         r#"
 name = "search-api"
@@ -716,6 +731,7 @@ mode = "gateway"
 route = "search-api"
 stable_service = "search-api-stable"
 canary_service = "search-api-canary"
+{backend_extra}
 
 {gate_and_stages}
 "#,

@@ -35,6 +35,8 @@ mod e2e_ecs;
 #[cfg(feature = "e2e")]
 mod e2e_flagd;
 #[cfg(feature = "e2e")]
+mod e2e_gateway_shadow;
+#[cfg(feature = "e2e")]
 mod e2e_judge_live;
 #[cfg(feature = "e2e")]
 mod e2e_kubectl;

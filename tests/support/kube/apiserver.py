@@ -29,7 +29,12 @@ on and kmock leaves to its users:
   available, and once no progress was made for `spec.progressDeadlineSeconds` the
   `Progressing` condition turns False with reason `ProgressDeadlineExceeded`;
 - a Gateway API controller that accepts HTTPRoutes: it sets `status.parents[].conditions`
-  (`Accepted`, `ResolvedRefs`) for the route's latest generation.
+  (`Accepted`, `ResolvedRefs`, which covers the Services of backendRefs and of RequestMirror
+  filters) for the route's latest generation;
+- the HTTPRoute CRD's validation of rules, matches, filters and backendRefs (a write that breaks
+  it is 422 Invalid, worded as the real server words it; see `httproute_schema.py`), and with
+  `--gateway-api v1.1` the pruning of the RequestMirror `percent` and `fraction` fields that
+  CRDs before v1.2 do not have.
 
 It also works around two kmock 0.8 discovery bugs (see `_serve_version`, `order_versions`).
 What differs from a real API server (docs/plan.md's kubectl section says it too): no strategic
@@ -39,6 +44,7 @@ ReplicaSets (the controller keeps pod counts in memory).
 
     apiserver.py --objects FILE [--forbid VERB:RESOURCE[/NAME]]... [--never-ready IMAGE]...
                  [--pod-ready-after SECONDS] [--interfere RESOURCE/NAME]...
+                 [--gateway-api VERSION]
 
 `--interfere deployments/NAME` has another client edit that object (an annotation) just before
 the first PATCH to it is applied, so that a patch computed from an earlier read conflicts.
@@ -69,6 +75,8 @@ try:
     import jsonpatch
     import kmock
     from kmock._internal import dicts
+
+    import httproute_schema
 except ImportError as e:  # pragma: no cover - reported to the test, which says how to install
     sys.stderr.write(f"kmock is not installed ({e}): run `python3 -m pip install kmock==0.8`\n")
     sys.exit(3)
@@ -172,7 +180,8 @@ class Failure(Exception):
 class Apiserver(kmock.KubernetesEmulator):
     """kmock's emulator, with the write semantics, errors and authorization of a real server."""
 
-    def configure(self, forbidden, never_ready, pod_ready_after, interfere):
+    def configure(self, forbidden, never_ready, pod_ready_after, interfere, gateway_api):
+        self.gateway_api = gateway_api
         self.forbidden = forbidden
         self.interfere = set(interfere)
         self.never_ready = never_ready
@@ -411,6 +420,8 @@ class Apiserver(kmock.KubernetesEmulator):
                  'kind': request.resource.plural},
             )
         after['metadata']['resourceVersion'] = before['metadata']['resourceVersion']
+        if request.resource.plural == 'httproutes':
+            self.admit_route(request, after)
         # `status` is a subresource: writes to the main resource leave it alone.
         if 'status' in before:
             after['status'] = before['status']
@@ -422,6 +433,20 @@ class Apiserver(kmock.KubernetesEmulator):
             after['metadata']['generation'] = before['metadata'].get('generation', 1) + 1
         self.store(key, after)
         return self.as_requested(request, self.objects[key].raw)
+
+    def admit_route(self, request, route):
+        """The CRD's pruning, then its validation, as the real server does them before storing."""
+        httproute_schema.prune(route, self.gateway_api)
+        problems = httproute_schema.validate(route)
+        if not problems:
+            return
+        listed = problems[0] if len(problems) == 1 else f"[{', '.join(problems)}]"
+        raise Failure(
+            422, 'Invalid',
+            f'HTTPRoute.gateway.networking.k8s.io "{request.name}" is invalid: {listed}',
+            {'name': request.name, 'group': 'gateway.networking.k8s.io', 'kind': 'HTTPRoute',
+             'causes': [{'reason': 'FieldValueInvalid', 'message': p} for p in problems]},
+        )
 
     def history(self):
         versions = []
@@ -565,9 +590,7 @@ class Apiserver(kmock.KubernetesEmulator):
             return
         services = {name for (_, namespace, name), _ in self.items('services')
                     if namespace == key[1]}
-        refs = [ref['name'] for rule in raw.get('spec', {}).get('rules', [])
-                for ref in rule.get('backendRefs', [])]
-        resolved = all(ref in services for ref in refs)
+        resolved = all(name in services for name in httproute_schema.backend_names(raw))
         stamp = now_rfc3339()
         for parent in parents:
             parent['conditions'] = [
@@ -590,10 +613,12 @@ async def main():
     parser.add_argument('--never-ready', action='append', default=[])
     parser.add_argument('--pod-ready-after', type=float, default=0.3)
     parser.add_argument('--interfere', action='append', default=[])
+    parser.add_argument('--gateway-api', default='v1.3')
     args = parser.parse_args()
 
     handler = Apiserver()
-    handler.configure(args.forbid, set(args.never_ready), args.pod_ready_after, args.interfere)
+    handler.configure(args.forbid, set(args.never_ready), args.pod_ready_after, args.interfere,
+                      args.gateway_api)
     with open(args.objects, encoding='utf-8') as f:
         for obj in json.load(f):
             handler.seed(obj)
