@@ -35,24 +35,6 @@ fn main() {
     }
 }
 
-fn argv(items: Vec<String>) -> String {
-    let quoted: Vec<String> = items.iter().map(|a| format!("{a:?}")).collect();
-    format!("[{}]", quoted.join(", "))
-}
-
-fn backend(lab: &Lab) -> String {
-    format!(
-        "[backend]\ntype = \"nginx\"\nupstream_file = \"{}\"\nupstream = \"app\"\nstable = [\"{}\"]\ncanary = [\"{}\"]\n\
-         test_command = {}\nreload_command = {}\npid_file = \"{}\"\n",
-        lab.upstream_file().display(),
-        lab.stable_addr(),
-        lab.canary_addr(),
-        argv(lab.nginx_test_command()),
-        argv(lab.nginx_reload_command()),
-        lab.dir().join("nginx.pid").display()
-    )
-}
-
 fn start_rollout(plan: &str, dir: &std::path::Path) -> (Child, mpsc::Receiver<String>) {
     let path = dir.join("bench.toml");
     std::fs::write(&path, plan).unwrap();
@@ -100,7 +82,7 @@ fn detect_to_restore(lab: &Lab) {
          [[metrics]]\nname = \"error-rate\"\nsource = \"file\"\nrun = [\"cat\", \"{}\"]\nrollback = \"> 0.05\"\n\
          [[stages]]\nweight = 50\n[[stages]]\nweight = 100\n",
         INTERVAL.as_millis(),
-        backend(lab),
+        lab.nginx_backend(),
         value_file.display()
     );
     let mut samples = Vec::new();
@@ -181,7 +163,7 @@ fn polling_50_metrics(lab: &Lab) {
     let dir = tempfile::tempdir().unwrap();
     let mut plan = format!(
         "name = \"bench-poll\"\n[defaults]\nbake = \"30s\"\ninterval = \"1s\"\n{}\n[sources.stats]\ntype = \"http-json\"\nurl = \"http://{}/stats\"\n",
-        backend(lab),
+        lab.nginx_backend(),
         lab.stable_addr()
     );
     for i in 0..50 {

@@ -236,6 +236,25 @@ impl Lab {
         self.nginx_command(&["-s", "reload"])
     }
 
+    /// A plan's `[backend]` table for this lab's nginx and services, reloads confirmed by the
+    /// pid file; a caller may add fields on the lines after it.
+    pub fn nginx_backend(&self) -> String {
+        let argv = |items: Vec<String>| {
+            let quoted: Vec<String> = items.iter().map(|a| format!("{a:?}")).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        format!(
+            "[backend]\ntype = \"nginx\"\nupstream_file = \"{}\"\nupstream = \"app\"\nstable = [\"{}\"]\ncanary = [\"{}\"]\n\
+             test_command = {}\nreload_command = {}\npid_file = \"{}\"\n",
+            self.upstream_file().display(),
+            self.stable_addr(),
+            self.canary_addr(),
+            argv(self.nginx_test_command()),
+            argv(self.nginx_reload_command()),
+            self.dir().join("nginx.pid").display()
+        )
+    }
+
     fn nginx_command(&self, args: &[&str]) -> Vec<String> {
         let dir = self.dir().display();
         let mut command = vec![
