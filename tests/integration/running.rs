@@ -123,11 +123,13 @@ impl Running {
     }
 
     /// How many lines it has printed so far.
+    #[cfg(feature = "e2e")]
     pub fn line_count(&self) -> usize {
         self.lines.lock().unwrap().len()
     }
 
     /// Waits until it has printed `count` lines (or finished: then there are no more).
+    #[cfg(feature = "e2e")]
     pub fn wait_for_lines(&self, count: usize) {
         wait_until(RUN_LIMIT, || self.lines.lock().unwrap().len() >= count);
     }
