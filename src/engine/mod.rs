@@ -67,11 +67,24 @@ impl Halt {
                 stage.number, stage.weight
             )),
             e => Halt::Failure(format!(
-                "stage {} could not set the weight to {}: {e}",
-                stage.number, stage.weight
+                "stage {} could not set {}: {e}",
+                stage.number,
+                what_stage_sets(stage)
             )),
         }
     }
+}
+
+/// "the weight to 0%, with segments and a mirror of 10%": what a stage asks of the backend.
+fn what_stage_sets(stage: &Stage) -> String {
+    let mut what = format!("the weight to {}", stage.weight);
+    match (!stage.segments.is_empty(), stage.mirror) {
+        (true, Some(share)) => what.push_str(&format!(", with segments and a mirror of {share}")),
+        (true, None) => what.push_str(", with segments"),
+        (false, Some(share)) => what.push_str(&format!(", with a mirror of {share}")),
+        (false, None) => {}
+    }
+    what
 }
 
 impl Halt {

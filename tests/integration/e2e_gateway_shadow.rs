@@ -160,6 +160,10 @@ fn a_cluster_whose_crds_drop_the_mirror_share_is_not_left_mirroring_everything()
         1,
     );
     let err = stderr(&ran);
+    assert!(
+        err.contains("stage 1 could not set the weight to 0%, with a mirror of 10%: "),
+        "{err}"
+    );
     assert!(err.contains("predate percentage mirroring"), "{err}");
     // The pruned mirror (every request) was there, and is gone.
     let states = route_states(&cluster);
