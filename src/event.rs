@@ -11,6 +11,7 @@ use thiserror::Error;
 
 use crate::exec::{Action, Observer, Report};
 use crate::exit::Exit;
+use crate::plan::Audience;
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -226,6 +227,8 @@ pub enum Event {
     WeightApplied {
         stage: usize,
         weight: f64,
+        /// What the weight is a share of: requests, or users of a feature flag.
+        audience: Audience,
     },
     /// Segments that get the new version in this stage whatever the weight (its own and
     /// every earlier stage's), once the backend has applied them.

@@ -265,7 +265,7 @@ struct Position(Mutex<(usize, f64)>);
 
 impl Reporter for Position {
     fn report(&self, event: &Stamped) {
-        if let Event::WeightApplied { stage, weight } = event.event {
+        if let Event::WeightApplied { stage, weight, .. } = event.event {
             *self.0.lock().expect("position lock") = (stage, weight);
         }
     }

@@ -25,7 +25,7 @@ use crate::approval::Approver;
 use crate::backend::{Backend, BackendError, Executor, Recovery, WeightChange};
 use crate::event::{Emitter, Event, Ledger, LedgerError, Outcome, OutcomeKind};
 use crate::metrics::Probe;
-use crate::plan::{HaltAction, HookEvent, Plan, Stage, Weight};
+use crate::plan::{Audience, HaltAction, HookEvent, Plan, Stage, Weight};
 
 pub use window::{Clock, system_clock};
 
@@ -216,10 +216,16 @@ impl Engine {
         let reason = if self.dry_run {
             "Dry run complete: every stage was walked through and nothing was changed.".to_string()
         } else {
-            format!(
-                "Every stage passed its gates and {} of traffic is on the new version.",
-                Weight::FULL
-            )
+            match self.plan.backend.audience() {
+                Audience::Traffic => format!(
+                    "Every stage passed its gates and {} of traffic is on the new version.",
+                    Weight::FULL
+                ),
+                Audience::Users => format!(
+                    "Every stage passed its gates and {} of users get the new version.",
+                    Weight::FULL
+                ),
+            }
         };
         let outcome = Outcome::new(OutcomeKind::Promoted, reason, Some(100.0));
         self.finish(outcome).await
@@ -261,6 +267,7 @@ impl Engine {
         self.record_result(Event::WeightApplied {
             stage: stage.number,
             weight: stage.weight.percent(),
+            audience: self.plan.backend.audience(),
         })
         .await;
         if !stage.segments.is_empty() {

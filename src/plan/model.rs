@@ -430,6 +430,15 @@ impl Query {
     }
 }
 
+/// What a stage's weight is a share of: requests (a proxy, a load balancer, pods) or users (a
+/// feature flag, which buckets users by their targeting key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Audience {
+    Traffic,
+    Users,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum Backend {
     Nginx(NginxBackend),
@@ -441,6 +450,13 @@ pub enum Backend {
 }
 
 impl Backend {
+    pub fn audience(&self) -> Audience {
+        match self {
+            Backend::Flagd(_) | Backend::Unleash(_) => Audience::Users,
+            _ => Audience::Traffic,
+        }
+    }
+
     pub fn type_name(&self) -> &'static str {
         match self {
             Backend::Nginx(_) => "nginx",

@@ -110,6 +110,7 @@ mod tests {
                 Event::WeightApplied {
                     stage: 1,
                     weight: 10.0,
+                    audience: crate::plan::Audience::Traffic,
                 },
             ),
             at(

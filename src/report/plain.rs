@@ -81,7 +81,7 @@ mod tests {
             at(0, Event::Started { name: "shop".into(), strategy: "canary".into(), backend: "nginx upstream `app`".into(), stages: 2, dry_run: false }),
             at(0, Event::StageStarted { stage: 1, stages: 2, weight: 10.0, previous_weight: 0.0 }),
             at(0, Event::Action { stage: None, dry_run: false, action: Action::Run { argv: vec!["nginx".into(), "-t".into()], purpose: "nginx config test".into() } }),
-            at(1, Event::WeightApplied { stage: 1, weight: 10.0 }),
+            at(1, Event::WeightApplied { stage: 1, weight: 10.0, audience: crate::plan::Audience::Traffic }),
             at(1, Event::BakeStarted { stage: 1, bake: Duration::from_secs(60), interval: Duration::from_secs(10), max_hold: Duration::from_secs(300), metrics: vec!["errors".into()] }),
             at(11, Event::Measured(Measurement { stage: 1, metric: "errors".into(), value: Some(0.2), baseline: Some(0.01), verdict: Verdict::Breach, detail: None, breach_streak: 1, warn_only: false, shown_as_percent: false, source: "prom".into(), query: "GET /api/v1/query?query=q".into(), baseline_query: None, evaluated_at: std::time::UNIX_EPOCH, breaches: 0, comparison: None })),
             at(11, Event::RollingBack { reason: "metric errors was 0.2 in stage 1 at 10%".into() }),

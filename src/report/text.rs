@@ -4,6 +4,7 @@
 use crate::event::Verdict;
 use crate::event::{Event, Measurement, OutcomeKind};
 use crate::exec::Action;
+use crate::plan::Audience;
 
 /// How much a person asked to see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -123,12 +124,20 @@ pub fn line(event: &Event, verbosity: Verbosity) -> Option<String> {
                 percent(*weight)
             )
         }
-        Event::WeightApplied { stage, weight } if normal => {
-            format!(
+        Event::WeightApplied {
+            stage,
+            weight,
+            audience,
+        } if normal => match audience {
+            Audience::Traffic => format!(
                 "stage {stage}: {} of traffic on the new version",
                 percent(*weight)
-            )
-        }
+            ),
+            Audience::Users => format!(
+                "stage {stage}: {} of users get the new version",
+                percent(*weight)
+            ),
+        },
         Event::SegmentsApplied { stage, segments } if normal => {
             format!(
                 "stage {stage}: segment{} {} also on the new version, whatever the weight",

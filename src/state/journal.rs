@@ -285,7 +285,7 @@ impl Journal {
                 });
                 self.set_status(Status::Running, &at);
             }
-            Event::WeightApplied { stage, weight } => {
+            Event::WeightApplied { stage, weight, .. } => {
                 self.stage = *stage;
                 self.weight = Some(*weight);
                 self.pending = None;
@@ -395,6 +395,7 @@ mod tests {
             Event::WeightApplied {
                 stage: 1,
                 weight: 10.0,
+                audience: crate::plan::Audience::Traffic,
             },
         ));
         assert_eq!(
@@ -413,6 +414,7 @@ mod tests {
             Event::WeightApplied {
                 stage: 1,
                 weight: 10.0,
+                audience: crate::plan::Audience::Traffic,
             },
         ));
         j.apply(&at(

@@ -94,7 +94,7 @@ would write flags.json:
     |   }
     | }
 would read flags.json back and check that flag `new-checkout` is as written
-stage 2: 2.5% of traffic on the new version
+stage 2: 2.5% of users get the new version
 stage 2: segment staff also on the new version, whatever the weight
 "#;
     assert!(stderr.contains(stage_2), "{stderr}");
