@@ -1025,3 +1025,61 @@ async fn a_rollback_from_a_mirror_stage_leaves_the_route_as_it_was_at_100_0() {
     other.rollback().await.unwrap();
     assert_eq!(route_rules(&fake), original);
 }
+
+#[tokio::test]
+async fn rules_are_added_and_removed_ahead_of_each_weighted_rule_wherever_it_is() {
+    let mut objects = gateway_objects();
+    let rules = objects[0]["spec"]["rules"].as_array().unwrap().clone();
+    let (weighted, admin) = (rules[0].clone(), rules[1].clone());
+    let mut api = weighted.clone();
+    api["matches"][0]["path"]["value"] = json!("/api");
+    objects[0]["spec"]["rules"] = json!([admin, weighted, api]);
+    let (fake, _) = cluster(objects, |_| {});
+    let original = route_rules(&fake);
+    let mut backend = Gateway::new(
+        gateway_spec(),
+        client(&fake),
+        "namespace search".into(),
+        &[beta_segment()],
+        true,
+    );
+    backend.preflight().await.unwrap();
+    backend
+        .set_weight(with_extras(change(1, 0.0, 0.0), true, Some(5.0)))
+        .await
+        .unwrap();
+    let mirror = r#" mirror {"backendRef":{"name":"search-api-canary","port":8080},"percent":5}"#;
+    let segment = |path: &str| {
+        format!(
+            "{path} X-Beta=yes | {path} GET X-Beta=yes | {path} HEAD X-Beta=yes -> search-api-canary"
+        )
+    };
+    assert_eq!(
+        outline(&route_rules(&fake)),
+        [
+            "/admin -> search-admin:1".to_string(),
+            segment("/"),
+            format!("/ GET | / HEAD -> search-api-stable:100 search-api-canary:0{mirror}"),
+            "/ -> search-api-stable:100 search-api-canary:0".to_string(),
+            segment("/api"),
+            format!("/api GET | /api HEAD -> search-api-stable:100 search-api-canary:0{mirror}"),
+            "/api -> search-api-stable:100 search-api-canary:0".to_string(),
+        ]
+    );
+    backend
+        .set_weight(with_extras(change(2, 20.0, 0.0), true, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        outline(&route_rules(&fake)),
+        [
+            "/admin -> search-admin:1",
+            "/ X-Beta=yes -> search-api-canary",
+            "/ -> search-api-stable:80 search-api-canary:20",
+            "/api X-Beta=yes -> search-api-canary",
+            "/api -> search-api-stable:80 search-api-canary:20",
+        ]
+    );
+    backend.rollback().await.unwrap();
+    assert_eq!(route_rules(&fake), original);
+}
