@@ -875,6 +875,17 @@ fn beta_segment() -> crate::plan::Segment {
     }
 }
 
+/// The gateway backend of a plan with the segment `beta` and a stage that mirrors.
+fn gateway_with_beta(fake: &Arc<InMemory>) -> Gateway {
+    Gateway::new(
+        gateway_spec(),
+        client(fake),
+        "namespace search".into(),
+        &[beta_segment()],
+        true,
+    )
+}
+
 fn with_extras(mut change: WeightChange, beta: bool, mirror: Option<f64>) -> WeightChange {
     if beta {
         change.segments = crate::plan::SegmentSet::EMPTY.with(0);
@@ -940,13 +951,7 @@ fn outline(rules: &[Value]) -> Vec<String> {
 async fn segment_then_mirror_then_weights_add_and_remove_rules_ahead_of_the_weighted_rule() {
     let (fake, _) = cluster(gateway_objects(), |_| {});
     let original = route_rules(&fake);
-    let mut backend = Gateway::new(
-        gateway_spec(),
-        client(&fake),
-        "namespace search".into(),
-        &[beta_segment()],
-        true,
-    );
+    let mut backend = gateway_with_beta(&fake);
     backend.preflight().await.unwrap();
     backend
         .set_weight(with_extras(change(1, 0.0, 0.0), true, None))
@@ -1000,13 +1005,7 @@ async fn segment_then_mirror_then_weights_add_and_remove_rules_ahead_of_the_weig
 async fn a_rollback_from_a_mirror_stage_leaves_the_route_as_it_was_at_100_0() {
     let (fake, _) = cluster(gateway_objects(), |_| {});
     let original = route_rules(&fake);
-    let mut backend = Gateway::new(
-        gateway_spec(),
-        client(&fake),
-        "namespace search".into(),
-        &[beta_segment()],
-        true,
-    );
+    let mut backend = gateway_with_beta(&fake);
     backend.preflight().await.unwrap();
     backend
         .set_weight(with_extras(change(1, 5.0, 0.0), true, Some(50.0)))
@@ -1014,13 +1013,7 @@ async fn a_rollback_from_a_mirror_stage_leaves_the_route_as_it_was_at_100_0() {
         .unwrap();
     assert_eq!(route_rules(&fake).len(), 4);
     // Another process, without the journal, rolls back: rollout's rules are known by their shape.
-    let mut other = Gateway::new(
-        gateway_spec(),
-        client(&fake),
-        "namespace search".into(),
-        &[beta_segment()],
-        true,
-    );
+    let mut other = gateway_with_beta(&fake);
     other.recover(&Recovery::default()).await.unwrap();
     other.rollback().await.unwrap();
     assert_eq!(route_rules(&fake), original);
@@ -1036,13 +1029,7 @@ async fn rules_are_added_and_removed_ahead_of_each_weighted_rule_wherever_it_is(
     objects[0]["spec"]["rules"] = json!([admin, weighted, api]);
     let (fake, _) = cluster(objects, |_| {});
     let original = route_rules(&fake);
-    let mut backend = Gateway::new(
-        gateway_spec(),
-        client(&fake),
-        "namespace search".into(),
-        &[beta_segment()],
-        true,
-    );
+    let mut backend = gateway_with_beta(&fake);
     backend.preflight().await.unwrap();
     backend
         .set_weight(with_extras(change(1, 0.0, 0.0), true, Some(5.0)))
