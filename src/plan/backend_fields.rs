@@ -28,6 +28,7 @@ const FIELD_OWNERS: &[(&str, &[Owner])] = &[
     ("extra", &[("nginx", None)]),
     ("command_timeout", &[("nginx", None)]),
     ("location_file", &[("nginx", None)]),
+    ("mirror_timeout", &[("nginx", None)]),
     (
         "mirror_methods",
         &[("nginx", None), ("kubectl", Some("gateway"))],
@@ -268,6 +269,7 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
     let command_timeout = duration(table, "command_timeout", Duration::from_secs(30));
     let location_file = super::mirror::read_location_file(table, upstream_file.as_deref());
     let mirror_methods = super::mirror::read_methods(table);
+    let mirror_timeout = super::mirror::read_timeout(table);
     all_or_none!(
         upstream_file,
         upstream,
@@ -277,7 +279,8 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         test_command,
         reload_command,
         location_file,
-        mirror_methods
+        mirror_methods,
+        mirror_timeout
     );
     if let Some(overlap) = stable.iter().find(|s| canary.contains(s)) {
         table.push(
@@ -305,6 +308,7 @@ fn nginx(table: &Table<'_, '_>) -> Option<NginxBackend> {
         command_timeout,
         location_file,
         mirror_methods,
+        mirror_timeout,
     };
     if let (None, Some(f)) = (spec.dump_command(), table.field("test_command")) {
         table.push(

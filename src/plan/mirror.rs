@@ -4,6 +4,7 @@
 //! precision, whether nginx has the file its segments and mirror are written to).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::diagnostic::Diagnostic;
 use super::model::{Backend, KubectlBackend, KubectlMode, NginxBackend, Stage, Weight};
@@ -90,6 +91,28 @@ fn unknown_method(method: &str) -> (String, String, String) {
         "unknown method".into(),
         help,
     )
+}
+
+/// nginx's own default for a proxied request is a minute; a copy should give up long before a
+/// kept-alive client notices.
+pub const DEFAULT_MIRROR_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `mirror_timeout`, checked: nginx takes whole milliseconds. `None` when it is invalid.
+pub fn read_timeout(table: &Table<'_, '_>) -> Option<Duration> {
+    let Some(f) = table.field("mirror_timeout") else {
+        return Some(DEFAULT_MIRROR_TIMEOUT);
+    };
+    let f = f.get();
+    let timeout = f.positive_duration()?;
+    if timeout.subsec_nanos() % 1_000_000 == 0 && timeout >= Duration::from_millis(1) {
+        return Some(timeout);
+    }
+    table.push(
+        f.error("nginx takes timeouts in whole milliseconds")
+            .label("not a whole number of milliseconds")
+            .help("e.g. mirror_timeout = \"250ms\""),
+    );
+    None
 }
 
 /// `location_file`: `Some(None)` when it is not given, `None` when it is invalid.

@@ -500,6 +500,10 @@ pub struct NginxBackend {
     pub location_file: Option<PathBuf>,
     /// The request methods a mirror copies (default GET and HEAD).
     pub mirror_methods: Vec<String>,
+    /// How long nginx gives a mirrored copy to connect, send and be answered: a kept-alive
+    /// client's next request waits for the copy of its previous one, so this bounds what a
+    /// slow new version costs clients under a mirror. Whole milliseconds.
+    pub mirror_timeout: Duration,
 }
 
 impl NginxBackend {
@@ -688,6 +692,7 @@ mod tests {
                 command_timeout: Duration::from_secs(1),
                 location_file: None,
                 mirror_methods: vec![],
+                mirror_timeout: Duration::from_secs(1),
             };
             spec.dump_command().map(|a| a.to_string())
         };

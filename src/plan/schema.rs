@@ -252,6 +252,12 @@ fn backend() -> Value {
             ),
         ),
         ("mirror_methods", mirror_methods()),
+        (
+            "mirror_timeout",
+            duration(
+                "How long a mirrored copy may take to connect, send and be answered (default 1s); a kept-alive client waits for it.",
+            ),
+        ),
         ("segments", segments(request_segment())),
     ];
     let kubectl = |mode: &str, more: Vec<(&'static str, Value)>| {

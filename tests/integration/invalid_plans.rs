@@ -2469,6 +2469,55 @@ fn nginx_mirror_methods_segment_headers_and_values_are_checked() {
 }
 
 #[test]
+fn an_nginx_mirror_timeout_is_whole_milliseconds() {
+    Test::new()
+        .plan(
+            r#"
+        name = "shop"
+        [backend]
+        type = "nginx"
+        upstream_file = "/etc/nginx/conf.d/shop.conf"
+        upstream = "shop"
+        stable = ["127.0.0.1:8001"]
+        canary = ["127.0.0.1:8002"]
+        pid_file = "/run/nginx.pid"
+        location_file = "/etc/nginx/shop-location.inc"
+        mirror_timeout = "1500us"
+
+        [[stages]]
+        weight = 0
+        mirror = 5
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        error: backend.mirror_timeout: nginx takes timeouts in whole milliseconds
+          --> plan.toml:10:18
+           |
+        10 | mirror_timeout = "1500us"
+           |                  ^^^^^^^^ not a whole number of milliseconds
+           |
+           = help: e.g. mirror_timeout = "250ms"
+
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:13:10
+           |
+        13 | weight = 0
+           |          ^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
 fn a_mirror_needs_a_stage_below_100_the_backends_precision_and_nginx_dump() {
     Test::new()
         .plan(

@@ -18,10 +18,15 @@ use crate::plan::{NginxBackend as Spec, SAFE_METHODS, Segment, SegmentRule};
 
 use super::config::{Enclosing, Placement};
 
-/// How long the mirror's copy of a request may take, to connect, send or read: a client on
-/// a kept-alive connection waits for the copy of its previous request to finish before nginx
-/// reads its next one, so a slow new version must not hold it for nginx's default minute.
-pub const MIRROR_TIMEOUT: &str = "1s";
+/// A duration as nginx reads it: whole seconds as `Ns`, anything else in milliseconds
+/// (validation keeps `mirror_timeout` to whole milliseconds).
+fn nginx_time(duration: std::time::Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{}s", duration.as_secs())
+    } else {
+        format!("{}ms", duration.as_millis())
+    }
+}
 
 /// The names rollout gives what it defines for one upstream, so that two plans driving two
 /// upstreams of one nginx do not collide.
@@ -254,7 +259,8 @@ fn mirror(
         .iter()
         .all(|m| SAFE_METHODS.contains(&m.as_str()));
     let body = if safe { "off" } else { "on" };
-    let t = MIRROR_TIMEOUT;
+    // A kept-alive client waits for the copy of its previous request: this bounds the wait.
+    let t = nginx_time(spec.mirror_timeout);
     [
         format!(
             "# A copy of {share} of the {methods} requests also goes to the new version; nginx"
@@ -392,6 +398,20 @@ mod tests {
     }
 
     #[test]
+    fn the_mirror_timeout_is_written_as_nginx_reads_it() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(nginx_time(ms(1000)), "1s");
+        assert_eq!(nginx_time(ms(250)), "250ms");
+        assert_eq!(nginx_time(ms(1500)), "1500ms");
+        let mut spec = with_location();
+        spec.mirror_timeout = ms(250);
+        let defined = segments();
+        let routing = Routing::of(change(0.0, SegmentSet::EMPTY, Some(5.0)), &defined);
+        let text = render(&spec, "shop", &routing, "# m", Some(&api()));
+        assert!(text.contains("    proxy_read_timeout 250ms;\n"), "{text}");
+    }
+
+    #[test]
     fn everyone_on_the_new_version_is_plain_proxying() {
         let defined = segments();
         let routing = Routing::of(change(100.0, SegmentSet::EMPTY.with(0), None), &defined);
@@ -416,6 +436,8 @@ mod tests {
         let mut spec = with_location();
         spec.location_file = Some(dir.path().join("location.inc"));
         spec.mirror_methods = vec!["GET".into(), "POST".into()];
+        // nginx reads milliseconds as written here.
+        spec.mirror_timeout = std::time::Duration::from_millis(250);
         let defined = segments();
         let all = SegmentSet::EMPTY.with(0).with(1).with(2);
         let changes = [

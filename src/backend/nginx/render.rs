@@ -129,6 +129,7 @@ pub(super) mod tests {
             command_timeout: Duration::from_secs(5),
             location_file: None,
             mirror_methods: vec!["GET".into(), "HEAD".into()],
+            mirror_timeout: Duration::from_secs(1),
         }
     }
 
