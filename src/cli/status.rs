@@ -161,6 +161,25 @@ fn traffic(journal: &Journal) -> String {
     }
 }
 
+/// Segments and a mirror, which reach the new version beside the weight.
+fn also_on_the_new_version(journal: &Journal) -> Option<String> {
+    let mut parts = Vec::new();
+    if !journal.segments.is_empty() {
+        parts.push(format!(
+            "segment{} {} on the new version whatever the weight",
+            if journal.segments.len() == 1 { "" } else { "s" },
+            journal.segments.join(", ")
+        ));
+    }
+    if let Some(share) = journal.mirror {
+        parts.push(format!(
+            "{}% of requests copied to it (its answers discarded)",
+            show_number(share)
+        ));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 fn next_step(journal: &Journal, running: bool) -> String {
     let plan = journal.plan_path.display();
     let name = &journal.name;
@@ -221,6 +240,9 @@ fn render(
         row("process", format!("{}{until}", holding.holder.describe()));
     }
     row("traffic", traffic(journal));
+    if let Some(also) = also_on_the_new_version(journal) {
+        row("also", also);
+    }
     if let Some(opens) = journal.window_opens.as_ref().filter(|_| running) {
         row(
             "window",

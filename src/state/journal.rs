@@ -141,6 +141,12 @@ pub struct Journal {
     /// window's zone read it. Cleared once the rollout moves again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_opens: Option<String>,
+    /// The segments on the new version whatever the weight, as the backend last applied them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub segments: Vec<String>,
+    /// The percent of requests copied to the new version in the current stage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror: Option<f64>,
     /// The process groups of commands running right now (a backend command, a hook): a process
     /// that takes the rollout over from a dead one stops them before it acts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -193,6 +199,8 @@ impl Journal {
             backend_state: None,
             children: Vec::new(),
             window_opens: None,
+            segments: Vec::new(),
+            mirror: None,
         }
     }
 
@@ -289,7 +297,12 @@ impl Journal {
                 self.stage = *stage;
                 self.weight = Some(*weight);
                 self.pending = None;
+                // The stage's own segments and mirror, if any, follow at once.
+                self.segments.clear();
+                self.mirror = None;
             }
+            Event::SegmentsApplied { segments, .. } => self.segments = segments.clone(),
+            Event::MirrorApplied { percent, .. } => self.mirror = Some(*percent),
             Event::Measured(m) => {
                 let mut recent = match self.metrics.remove(&m.metric) {
                     Some(last) if last.stage == m.stage => last.recent,
@@ -333,6 +346,14 @@ impl Journal {
             }
             Event::Finished(outcome) => {
                 self.window_opens = None;
+                // Promoted, everyone is on the new version; after a rollback, nobody is. A pause
+                // (or a failure that held traffic) leaves segments and mirror where they were.
+                let rolled_back = matches!(self.pending, Some(Pending::Rollback { .. }))
+                    && outcome.kind != OutcomeKind::RollbackFailed;
+                if rolled_back || outcome.kind == OutcomeKind::Promoted {
+                    self.segments.clear();
+                    self.mirror = None;
+                }
                 self.pending = None;
                 self.pid = None;
                 self.weight = outcome.weight;
@@ -524,6 +545,62 @@ mod tests {
         assert_eq!(j.window_opens.as_deref(), Some("Mon 2026-12-07 09:00 CET"));
         j.apply(&at(2, stage_started(2, 50.0, 10.0)));
         assert_eq!(j.window_opens, None);
+    }
+
+    #[test]
+    fn segments_and_a_mirror_are_on_record_for_their_stage() {
+        let mut j = journal();
+        let applied = |stage, weight| Event::WeightApplied {
+            stage,
+            weight,
+            audience: crate::plan::Audience::Traffic,
+        };
+        j.apply(&at(1, applied(1, 0.0)));
+        j.apply(&at(
+            1,
+            Event::SegmentsApplied {
+                stage: 1,
+                segments: vec!["staff".into()],
+            },
+        ));
+        j.apply(&at(
+            1,
+            Event::MirrorApplied {
+                stage: 1,
+                percent: 10.0,
+            },
+        ));
+        assert_eq!(
+            (j.segments.clone(), j.mirror),
+            (vec!["staff".to_string()], Some(10.0))
+        );
+        // The next stage keeps the segment (the engine says so again) but not the mirror.
+        j.apply(&at(2, applied(2, 5.0)));
+        j.apply(&at(
+            2,
+            Event::SegmentsApplied {
+                stage: 2,
+                segments: vec!["staff".into()],
+            },
+        ));
+        assert_eq!(
+            (j.segments.clone(), j.mirror),
+            (vec!["staff".to_string()], None)
+        );
+        let back: Journal = serde_json::from_str(&serde_json::to_string(&j).unwrap()).unwrap();
+        assert_eq!(back, j);
+        let finished = |kind| Event::Finished(Outcome::new(kind, "r".into(), Some(5.0)));
+        let mut paused = j.clone();
+        paused.apply(&at(3, finished(OutcomeKind::Paused)));
+        assert_eq!(
+            paused.segments,
+            ["staff"],
+            "a pause leaves traffic where it is"
+        );
+        j.apply(&at(3, Event::RollingBack { reason: "r".into() }));
+        assert_eq!(j.segments, ["staff"], "until the rollback is done");
+        j.apply(&at(4, finished(OutcomeKind::RolledBack)));
+        assert!(j.segments.is_empty());
     }
 
     #[test]

@@ -290,3 +290,64 @@ fn someone_else_editing_the_rolled_out_flag_stops_the_run_and_the_kill_switch_st
     assert!(doc["flags"]["new-checkout"].get("targeting").is_none());
     assert_eq!(doc["flags"]["banner"]["defaultVariant"], "a");
 }
+
+/// A run paused with a segment on: `status` says the segment still gets the new version, and the
+/// rollback takes it back.
+#[test]
+fn status_names_the_segments_still_on_after_a_pause_and_not_after_the_rollback() {
+    let ran = Test::new()
+        .plan(
+            r#"
+            name = "checkout"
+            [defaults]
+            bake = "100ms"
+            interval = "100ms"
+            max_hold = "300ms"
+            on_timeout = "pause"
+            [backend]
+            type = "flagd"
+            flags_file = "flags.json"
+            flag = "new-checkout"
+            [backend.segments.staff]
+            attribute = "email"
+            ends_with = "@example.com"
+            [[stages]]
+            weight = 0
+            segments = ["staff"]
+            [[stages]]
+            weight = 10
+            approval = true
+            [[stages]]
+            weight = 100
+            "#,
+        )
+        .file("flags.json", FLAGS)
+        .args(&["run", "plan.toml"])
+        .status(4)
+        .run();
+    let status = |args: &[&str]| {
+        let out = Command::new(rollout_bin())
+            .args(args)
+            .current_dir(ran.dir.path())
+            .env_remove("ROLLOUT_STATE_DIR")
+            .env_remove("ROLLOUT_STATE")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let paused = status(&["status", "checkout"]);
+    assert!(
+        paused.contains("  also     segment staff on the new version whatever the weight\n"),
+        "{paused}"
+    );
+    let out = Command::new(rollout_bin())
+        .args(["rollback", "plan.toml"])
+        .current_dir(ran.dir.path())
+        .env_remove("ROLLOUT_STATE_DIR")
+        .env_remove("ROLLOUT_STATE")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let after = status(&["status", "checkout"]);
+    assert!(!after.contains("  also "), "{after}");
+}
