@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use rollout::plan::{Plan, show_number};
+use rollout::plan::{Audience, Plan, show_number};
 use rollout::state::{Holding, Journal, Pending, Status};
 
 use super::Exit;
@@ -239,7 +239,10 @@ fn render(
             .unwrap_or_default();
         row("process", format!("{}{until}", holding.holder.describe()));
     }
-    row("traffic", traffic(journal));
+    match journal.audience {
+        Some(Audience::Users) => row("users", traffic(journal)),
+        _ => row("traffic", traffic(journal)),
+    }
     if let Some(also) = also_on_the_new_version(journal) {
         row("also", also);
     }

@@ -432,7 +432,7 @@ impl Query {
 
 /// What a stage's weight is a share of: requests (a proxy, a load balancer, pods) or users (a
 /// feature flag, which buckets users by their targeting key).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Audience {
     Traffic,

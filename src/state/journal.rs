@@ -20,6 +20,7 @@ use crate::event::Verdict;
 use crate::event::{Event, OutcomeKind, Stamped};
 use crate::exec::children::ChildGroup;
 use crate::exec::write_atomically_with;
+use crate::plan::Audience;
 
 /// Where a rollout stands, as recorded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +145,10 @@ pub struct Journal {
     /// The segments on the new version whatever the weight, as the backend last applied them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub segments: Vec<String>,
+    /// What the weight is a share of: requests, or a feature flag's users. `None` before the
+    /// first weight is applied (and in journals older than this field): traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audience: Option<Audience>,
     /// The percent of requests copied to the new version in the current stage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror: Option<f64>,
@@ -201,6 +206,7 @@ impl Journal {
             window_opens: None,
             segments: Vec::new(),
             mirror: None,
+            audience: None,
         }
     }
 
@@ -293,7 +299,12 @@ impl Journal {
                 });
                 self.set_status(Status::Running, &at);
             }
-            Event::WeightApplied { stage, weight, .. } => {
+            Event::WeightApplied {
+                stage,
+                weight,
+                audience,
+            } => {
+                self.audience = Some(*audience);
                 self.stage = *stage;
                 self.weight = Some(*weight);
                 self.pending = None;

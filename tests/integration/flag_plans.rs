@@ -337,7 +337,9 @@ fn status_names_the_segments_still_on_after_a_pause_and_not_after_the_rollback()
     };
     let paused = status(&["status", "checkout"]);
     assert!(
-        paused.contains("  also     segment staff on the new version whatever the weight\n"),
+        paused.contains(
+            "  users    10% on the new version\n  also     segment staff on the new version whatever the weight\n"
+        ),
         "{paused}"
     );
     let out = Command::new(rollout_bin())
@@ -347,7 +349,11 @@ fn status_names_the_segments_still_on_after_a_pause_and_not_after_the_rollback()
         .env_remove("ROLLOUT_STATE")
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let after = status(&["status", "checkout"]);
     assert!(!after.contains("  also "), "{after}");
 }
