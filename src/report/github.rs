@@ -144,7 +144,7 @@ impl GithubReporter {
             .weight
             .map_or_else(|| "its current weight".to_string(), text::percent);
         format!(
-            "\n### Traffic is held at {weight}\n\nTo return all traffic to the stable version:\n\n```sh\n{}\n```\n\nTo go on from where it stopped:\n\n```sh\n{}\n```\n",
+            "\n### Held at {weight}\n\nTo return everyone to the stable version:\n\n```sh\n{}\n```\n\nTo go on from where it stopped:\n\n```sh\n{}\n```\n",
             self.commands.rollback(),
             self.commands.resume()
         )

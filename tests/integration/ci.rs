@@ -55,7 +55,7 @@ fn on_github_actions_a_paused_run_is_annotated_and_summarized() {
         "| 2 | 100% | - | not reached |",
         "**Decision:** Paused at 10% in stage 1",
         "| 1 | errors | 3 | - | gray |",
-        "### Traffic is held at 10%",
+        "### Held at 10%",
         "```sh\nrollout rollback plan.toml\n```",
         "```sh\nrollout resume plan.toml\n```",
     ] {

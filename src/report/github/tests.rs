@@ -160,9 +160,9 @@ fn a_paused_run_is_a_warning_and_its_summary_says_how_to_go_on() {
             "\
 **Decision:** Paused at 50% in stage 2: max_hold ran out \\| twice.
 
-### Traffic is held at 50%
+### Held at 50%
 
-To return all traffic to the stable version:
+To return everyone to the stable version:
 
 ```sh
 rollout rollback 'deploy/shop plan.toml' --state s3://deploys/rollouts
