@@ -402,3 +402,57 @@ fn the_preflight_check_says_what_the_location_file_needs() {
     }
     assert_eq!(std::fs::read_to_string(&elsewhere).unwrap(), "");
 }
+
+/// Killed with -9 in a stage with a segment and a mirror, then rolled back by a process that has
+/// no journal (another state folder): both files go back to plain proxying to stable, and clients
+/// with the segment's header get stable again.
+#[test]
+fn kill_9_in_a_mirror_stage_then_a_rollback_without_the_journal_restores_both_files() {
+    let lab = Lab::start();
+    let dir = tempfile::tempdir().unwrap();
+    let options = PlanOptions {
+        defaults: "bake = \"1s\"\ninterval = \"200ms\"".into(),
+        source: passing_gate(dir.path()),
+        stages: "[[stages]]\nweight = 10\nsegments = [\"beta\"]\nmirror = 50\napproval = true\n\n\
+                 [[stages]]\nweight = 100\n",
+        backend_extra: with_location(&lab),
+        ..PlanOptions::default()
+    };
+    std::fs::write(dir.path().join("plan.toml"), plan(&lab, options)).unwrap();
+    let run = Running::start_in(dir.path(), &["run", "plan.toml"]);
+    run.wait_for_line("stage 1: waiting for approval");
+    assert!(location(&lab).contains("mirror "), "{}", location(&lab));
+    let client = Client::new(&lab);
+    settle(&lab);
+    assert_eq!(client.send(&lab, 10, "GET", Some(("X-Beta", "1"))), (0, 10));
+    run.signal(libc::SIGKILL);
+    let (code, _, _) = run.finish_killed();
+    assert_eq!(code, None, "killed by the signal");
+    let output = Command::new(rollout_bin())
+        .args(["rollback", "plan.toml", "--state-dir", "elsewhere"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let plain = location(&lab);
+    assert!(plain.contains("location: plain proxying"), "{plain}");
+    assert!(
+        !plain.contains("mirror") && !plain.contains("proxy_pass"),
+        "{plain}"
+    );
+    let file = upstream(&lab);
+    let block = file
+        .split("upstream app {")
+        .nth(1)
+        .unwrap()
+        .split('}')
+        .next()
+        .unwrap();
+    assert!(!block.contains(&lab.canary_addr()), "{file}");
+    settle(&lab);
+    nginx_accepts_the_config(&lab);
+    let client = Client::new(&lab);
+    assert_eq!(client.send(&lab, 20, "GET", Some(("X-Beta", "1"))), (20, 0));
+    assert_eq!(client.send(&lab, 20, "GET", None), (20, 0));
+}
