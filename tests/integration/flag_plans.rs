@@ -39,6 +39,22 @@ weight = 2.5
 weight = 100
 "#;
 
+/// `rollout ARGS` in `dir`, with the state in its `.rollout`: (stdout, stderr, exit code).
+fn rollout_in(dir: &std::path::Path, args: &[&str]) -> (String, String, Option<i32>) {
+    let out = Command::new(rollout_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("ROLLOUT_STATE_DIR")
+        .env_remove("ROLLOUT_STATE")
+        .output()
+        .unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
+}
+
 #[test]
 fn a_flagd_dry_run_prints_the_exact_file_each_stage_writes() {
     let ran = Test::new()
@@ -204,20 +220,7 @@ fn after_a_promotion_status_tells_how_long_the_flag_is_on_and_validate_asks_to_r
         .args(&["run", "plan.toml"])
         .run();
     let dir = ran.dir.path();
-    let rollout = |args: &[&str]| {
-        let out = Command::new(rollout_bin())
-            .args(args)
-            .current_dir(dir)
-            .env_remove("ROLLOUT_STATE_DIR")
-            .env_remove("ROLLOUT_STATE")
-            .output()
-            .unwrap();
-        (
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-            out.status.code(),
-        )
-    };
+    let rollout = |args: &[&str]| rollout_in(dir, args);
     let (status, _, _) = rollout(&["status", "checkout"]);
     assert!(status.contains("  flag     flagd flag `new-checkout` in flags.json fully on for less than an hour (since "), "{status}");
     let (_, validate, code) = rollout(&["validate", "plan.toml"]);
@@ -325,35 +328,16 @@ fn status_names_the_segments_still_on_after_a_pause_and_not_after_the_rollback()
         .args(&["run", "plan.toml"])
         .status(4)
         .run();
-    let status = |args: &[&str]| {
-        let out = Command::new(rollout_bin())
-            .args(args)
-            .current_dir(ran.dir.path())
-            .env_remove("ROLLOUT_STATE_DIR")
-            .env_remove("ROLLOUT_STATE")
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let paused = status(&["status", "checkout"]);
+    let dir = ran.dir.path();
+    let (paused, _, _) = rollout_in(dir, &["status", "checkout"]);
     assert!(
         paused.contains(
             "  users    10% on the new version\n  also     segment staff on the new version whatever the weight\n"
         ),
         "{paused}"
     );
-    let out = Command::new(rollout_bin())
-        .args(["rollback", "plan.toml"])
-        .current_dir(ran.dir.path())
-        .env_remove("ROLLOUT_STATE_DIR")
-        .env_remove("ROLLOUT_STATE")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let after = status(&["status", "checkout"]);
+    let (_, stderr, code) = rollout_in(dir, &["rollback", "plan.toml"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (after, _, _) = rollout_in(dir, &["status", "checkout"]);
     assert!(!after.contains("  also "), "{after}");
 }
