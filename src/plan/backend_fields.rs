@@ -121,6 +121,9 @@ pub fn read_backend(table: &Table<'_, '_>) -> RawBackend {
     if kind == Some("nginx") {
         super::mirror::check_nginx_segment_headers(table);
     }
+    if kind == Some("kubectl") && table.peek_str("mode") == Some("gateway") {
+        super::mirror::warn_gateway_regex_segments(table);
+    }
     if let Some(kind) = kind {
         let mode = table
             .peek_str("mode")

@@ -141,6 +141,39 @@ pub fn read_location_file(
     Some(Some(path))
 }
 
+/// A cookie, or a header of any value, can only be a regular-expression header match on an
+/// HTTPRoute, which the Gateway API leaves to each implementation: said once per segment, so
+/// that nobody learns it from a Gateway that quietly ignores the rule.
+pub fn warn_gateway_regex_segments(table: &Table<'_, '_>) {
+    let Some(segments) = table.peek("segments").and_then(|f| f.peek_table()) else {
+        return;
+    };
+    for (name, f) in segments.entries() {
+        let Some(segment) = f.peek_table() else {
+            continue;
+        };
+        let (field, what) = match (segment.peek("header"), segment.peek("cookie")) {
+            (Some(header), None) if segment.peek("value").is_none() => {
+                (header, "a header of any value")
+            }
+            (None, Some(cookie)) => (cookie, "a cookie"),
+            _ => continue,
+        };
+        table.push(
+            Diagnostic::warning(
+                field.path(),
+                field.span(),
+                format!(
+                    "segment `{}` matches {what}, which the route can only test with a regular expression",
+                    name.value
+                ),
+            )
+            .label("a RegularExpression header match")
+            .help("the Gateway API leaves regular-expression header matches to each implementation (Envoy Gateway, Istio and NGINX Gateway Fabric support them); check yours does, or match a header with an exact `value`"),
+        );
+    }
+}
+
 /// Segment header names nginx can match: it reads a header through `$http_NAME`, whose name
 /// takes letters, digits and `-` (as `_`); nginx drops headers with `_` unless told otherwise.
 pub fn check_nginx_segment_headers(table: &Table<'_, '_>) {

@@ -2469,6 +2469,71 @@ fn nginx_mirror_methods_segment_headers_and_values_are_checked() {
 }
 
 #[test]
+fn gateway_segments_that_need_a_regular_expression_are_warned_about() {
+    Test::new()
+        .plan(
+            r#"
+        name = "search-api"
+        [backend]
+        type = "kubectl"
+        namespace = "search"
+        mode = "gateway"
+        route = "search-api"
+        stable_service = "search-api-stable"
+        canary_service = "search-api-canary"
+
+        [backend.segments.beta]
+        header = "X-Beta"
+
+        [backend.segments.ios]
+        cookie = "platform"
+        value = "ios"
+
+        [backend.segments.qa]
+        header = "X-QA"
+        value = "1"
+
+        [[metrics]]
+        name = "errors"
+        source = "c"
+        run = ["echo", "0"]
+        rollback = "> 1"
+        [sources.c]
+        type = "command"
+
+        [[stages]]
+        weight = 0
+        segments = ["beta", "ios", "qa"]
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .stderr(
+            r#"
+        warning: backend.segments.beta.header: segment `beta` matches a header of any value, which the route can only test with a regular expression
+          --> plan.toml:11:10
+           |
+        11 | header = "X-Beta"
+           |          ^^^^^^^^ a RegularExpression header match
+           |
+           = help: the Gateway API leaves regular-expression header matches to each implementation (Envoy Gateway, Istio and NGINX Gateway Fabric support them); check yours does, or match a header with an exact `value`
+
+        warning: backend.segments.ios.cookie: segment `ios` matches a cookie, which the route can only test with a regular expression
+          --> plan.toml:14:10
+           |
+        14 | cookie = "platform"
+           |          ^^^^^^^^^^ a RegularExpression header match
+           |
+           = help: the Gateway API leaves regular-expression header matches to each implementation (Envoy Gateway, Istio and NGINX Gateway Fabric support them); check yours does, or match a header with an exact `value`
+
+        plan.toml: valid (2 warnings)
+            "#,
+        )
+        .run();
+}
+
+#[test]
 fn an_nginx_mirror_timeout_is_whole_milliseconds() {
     Test::new()
         .plan(
