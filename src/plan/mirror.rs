@@ -300,7 +300,7 @@ fn check_stage(cx: &Cx, backend: &Backend, share: Weight, place: &Place<'_>) {
     }
 }
 
-fn describe(backend: &Backend) -> String {
+pub(super) fn describe(backend: &Backend) -> String {
     match backend {
         Backend::Kubectl(KubectlBackend {
             mode: KubectlMode::Replicas(_),

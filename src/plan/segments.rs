@@ -10,7 +10,7 @@
 use std::fmt;
 
 use super::diagnostic::Diagnostic;
-use super::model::{Name, Stage};
+use super::model::{Backend, KubectlMode, Name, Stage};
 use super::raw::RawStage;
 use super::reader::{At, Cx, Field, Table, join, suggest};
 
@@ -324,6 +324,39 @@ fn request_rule(table: &Table<'_, '_>) -> Option<SegmentRule> {
 /// Whether a stage lists segments, so that it gets traffic even at weight 0.
 pub fn lists_segments(raw: &RawStage) -> bool {
     raw.segments.as_ref().is_some_and(|s| !s.value.is_empty())
+}
+
+/// Whether the backend can give a named group the new version: flag backends, nginx and the
+/// kubectl gateway.
+pub fn routes_segments(backend: &Backend) -> bool {
+    match backend {
+        Backend::Flagd(_) | Backend::Unleash(_) | Backend::Nginx(_) => true,
+        Backend::Kubectl(k) => matches!(k.mode, KubectlMode::Gateway(_)),
+        Backend::Ecs(_) | Backend::Command(_) => false,
+    }
+}
+
+/// Each stage that lists segments, for a backend that cannot route them: one error there,
+/// rather than every name reported as undefined.
+pub fn cannot_route(cx: &Cx, backend: &Backend, raw: &[RawStage]) {
+    for (index, stage) in raw.iter().enumerate() {
+        let Some(list) = stage.segments.as_ref().filter(|l| !l.value.is_empty()) else {
+            continue;
+        };
+        cx.push(
+            Diagnostic::error(
+                join(&stage.path, "segments"),
+                list.span.clone(),
+                format!(
+                    "stage {} routes segments, but the {} backend cannot give a group the new version",
+                    index + 1,
+                    super::mirror::describe(backend)
+                ),
+            )
+            .label("not supported by this backend")
+            .help("segments work with the flagd and unleash backends, nginx (with location_file) and kubectl with mode = \"gateway\"; leave `segments` out here"),
+        );
+    }
 }
 
 /// Resolves each stage's `segments` to indexes, and gives every stage its cumulative set:

@@ -35,8 +35,18 @@ pub fn validate(cx: &Cx, raw: RawPlan, root_span: Span, fingerprint: String) -> 
     let (backend, segments) = raw.backend.map_or((None, Vec::new()), |b| {
         (b.spec.map(|spec| (spec, b.header)), b.segments)
     });
-    if let (Some(stages), Some(raw)) = (&mut stages, &raw.stages) {
-        super::segments::resolve(cx, stages, &raw.value, &segments);
+    let cannot_route = backend
+        .as_ref()
+        .map(|(b, _)| b)
+        .filter(|b| !super::segments::routes_segments(b));
+    match (&mut stages, &raw.stages, cannot_route) {
+        (Some(_), Some(raw), Some(backend)) => {
+            super::segments::cannot_route(cx, backend, &raw.value);
+        }
+        (Some(stages), Some(raw), None) => {
+            super::segments::resolve(cx, stages, &raw.value, &segments);
+        }
+        _ => {}
     }
     if let (Some((backend, header)), Some(stages)) = (&backend, &stages) {
         super::backend_fields::check_backend_weights(

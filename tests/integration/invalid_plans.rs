@@ -2534,6 +2534,55 @@ fn gateway_segments_that_need_a_regular_expression_are_warned_about() {
 }
 
 #[test]
+fn segments_on_a_backend_that_cannot_route_them_are_refused_at_the_stage() {
+    Test::new()
+        .plan(
+            r#"
+        name = "x"
+        [backend]
+        type = "kubectl"
+        namespace = "shop"
+        mode = "replicas"
+        stable_deployment = "inventory"
+        canary_deployment = "inventory-canary"
+        replicas = 4
+        container = "app"
+        image = "registry.example.com/inventory:4.2.0"
+
+        [[stages]]
+        weight = 25
+        segments = ["beta"]
+        [[stages]]
+        weight = 100
+            "#,
+        )
+        .args(&["validate", "plan.toml"])
+        .status(2)
+        .stderr(
+            r#"
+        warning: stages[0].weight: the plan has no metrics: no stage is gated
+          --> plan.toml:13:10
+           |
+        13 | weight = 25
+           |          ^^ every stage advances on time alone
+           |
+           = help: add [[metrics]] with advance/rollback conditions so a bad release can be caught
+
+        error: stages[0].segments: stage 1 routes segments, but the kubectl (mode = "replicas") backend cannot give a group the new version
+          --> plan.toml:14:12
+           |
+        14 | segments = ["beta"]
+           |            ^^^^^^^^ not supported by this backend
+           |
+           = help: segments work with the flagd and unleash backends, nginx (with location_file) and kubectl with mode = "gateway"; leave `segments` out here
+
+        plan.toml: invalid (1 error, 1 warning)
+            "#,
+        )
+        .run();
+}
+
+#[test]
 fn an_nginx_mirror_timeout_is_whole_milliseconds() {
     Test::new()
         .plan(
