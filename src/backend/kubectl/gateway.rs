@@ -113,10 +113,16 @@ pub struct RouteView {
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleView {
     pub rule: usize,
-    pub stable_path: String,
-    pub canary_path: String,
+    /// The indexes of the two Services' backendRefs in the rule.
+    pub stable_ref: usize,
+    pub canary_ref: usize,
     pub stable_weight: Option<u32>,
     pub canary_weight: Option<u32>,
+}
+
+/// The JSON pointer to a backendRef's weight, for the rule at index `rule` of the route.
+fn weight_path(rule: usize, backend_ref: usize) -> String {
+    format!("/spec/rules/{rule}/backendRefs/{backend_ref}/weight")
 }
 
 impl Guarded for RouteView {
@@ -511,8 +517,8 @@ pub fn route_view(
         match (find(stable), find(canary)) {
             (Some(s), Some(c)) => rules.push(RuleView {
                 rule: i,
-                stable_path: format!("/spec/rules/{i}/backendRefs/{s}/weight"),
-                canary_path: format!("/spec/rules/{i}/backendRefs/{c}/weight"),
+                stable_ref: s,
+                canary_ref: c,
                 stable_weight: rule.backend_refs[s].weight,
                 canary_weight: rule.backend_refs[c].weight,
             }),
@@ -593,22 +599,14 @@ pub fn route_patch(current: &RouteView, want: &RouteWant, canary: &str) -> Vec<V
 fn weight_ops(rules: &[RuleView], want: &RouteWant, index: impl Fn(usize) -> usize) -> Vec<Value> {
     let mut ops = Vec::new();
     for rule in rules {
-        let path = |p: &str| {
-            p.replacen(
-                &format!("/spec/rules/{}/", rule.rule),
-                &format!("/spec/rules/{}/", index(rule.rule)),
-                1,
-            )
-        };
+        let at = index(rule.rule);
         if rule.stable_weight != Some(want.stable_weight) {
-            ops.push(
-                json!({"op": "add", "path": path(&rule.stable_path), "value": want.stable_weight}),
-            );
+            let path = weight_path(at, rule.stable_ref);
+            ops.push(json!({"op": "add", "path": path, "value": want.stable_weight}));
         }
         if rule.canary_weight != Some(want.canary_weight) {
-            ops.push(
-                json!({"op": "add", "path": path(&rule.canary_path), "value": want.canary_weight}),
-            );
+            let path = weight_path(at, rule.canary_ref);
+            ops.push(json!({"op": "add", "path": path, "value": want.canary_weight}));
         }
     }
     ops

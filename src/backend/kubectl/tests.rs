@@ -759,8 +759,8 @@ fn the_route_rules_to_weight_are_those_naming_both_services() {
             generation: 4,
             rules: vec![RuleView {
                 rule: 0,
-                stable_path: "/spec/rules/0/backendRefs/0/weight".into(),
-                canary_path: "/spec/rules/0/backendRefs/1/weight".into(),
+                stable_ref: 0,
+                canary_ref: 1,
                 stable_weight: Some(100),
                 canary_weight: Some(0),
             }],
