@@ -33,21 +33,11 @@ pub fn github(plan: &Plan, plan_path: &Path, drive: &DriveArgs) -> Option<Arc<Gi
         &plan_path.display().to_string(),
         drive.state_location().as_deref(),
     );
-    let stages = plan
-        .stages
-        .iter()
-        .map(|s| (s.number, s.weight.percent()))
-        .collect();
     let annotations: rollout::report::Sink = match drive.output {
         OutputFormat::Human => Box::new(std::io::stdout()),
         OutputFormat::Json => Box::new(std::io::stderr()),
     };
-    Some(Arc::new(GithubReporter::new(
-        plan.name.as_str(),
-        stages,
-        commands,
-        annotations,
-    )))
+    Some(Arc::new(GithubReporter::new(plan, commands, annotations)))
 }
 
 /// Appends the run's summary to `$GITHUB_STEP_SUMMARY`; a summary that cannot be written is

@@ -11,6 +11,7 @@ use super::Sink;
 use super::commands::Commands;
 use super::text;
 use crate::event::{Event, Measurement, Outcome, OutcomeKind, Reporter, Stamped};
+use crate::plan::Plan;
 
 /// Escapes a workflow command's message: `%`, CR and LF would end or change the command.
 pub fn escape_data(text: &str) -> String {
@@ -49,22 +50,22 @@ struct Seen {
 
 pub struct GithubReporter {
     name: String,
-    /// (number, weight) of every stage in the plan.
-    plan_stages: Vec<(usize, f64)>,
+    /// (number, weight with its segments and mirror) of every stage in the plan.
+    plan_stages: Vec<(usize, String)>,
     commands: Commands,
     annotations: Mutex<Sink>,
     seen: Mutex<Seen>,
 }
 
 impl GithubReporter {
-    pub fn new(
-        name: &str,
-        plan_stages: Vec<(usize, f64)>,
-        commands: Commands,
-        annotations: Sink,
-    ) -> Self {
+    pub fn new(plan: &Plan, commands: Commands, annotations: Sink) -> Self {
+        let plan_stages = plan
+            .stages
+            .iter()
+            .map(|s| (s.number, super::plan_table::weight(plan, s)))
+            .collect();
         GithubReporter {
-            name: name.to_string(),
+            name: plan.name.as_str().to_string(),
             plan_stages,
             commands,
             annotations: Mutex::new(annotations),
@@ -120,10 +121,7 @@ impl GithubReporter {
                 Some(s) if s.passed => "passed",
                 Some(_) => seen.outcome.as_ref().map_or("running", |o| decision(o).1),
             };
-            out.push_str(&format!(
-                "| {number} | {} | {time} | {result} |\n",
-                text::percent(*weight)
-            ));
+            out.push_str(&format!("| {number} | {weight} | {time} | {result} |\n"));
         }
         let reason = seen
             .outcome

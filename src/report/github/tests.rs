@@ -44,12 +44,7 @@ fn reporter(buffer: &SharedBuffer) -> GithubReporter {
         "deploy/shop plan.toml",
         Some("s3://deploys/rollouts"),
     );
-    GithubReporter::new(
-        "shop",
-        vec![(1, 10.0), (2, 50.0), (3, 100.0)],
-        commands,
-        Box::new(buffer.clone()),
-    )
+    GithubReporter::new(&plan, commands, Box::new(buffer.clone()))
 }
 
 fn stage_started(stage: usize, weight: f64, previous: f64) -> Event {
@@ -196,4 +191,27 @@ fn a_promotion_is_a_notice() {
         buffer.contents(),
         "::notice title=rollout shop%3A promoted::Every stage passed its gates and 100%25 of traffic is on the new version.\n"
     );
+}
+
+#[test]
+fn the_summary_names_each_stages_segments_and_mirror() {
+    let plan = check(SourceFile::new(
+        "p.toml",
+        "name = \"shop\"\n[backend]\ntype = \"nginx\"\nupstream_file = \"/u.conf\"\nlocation_file = \"/l.inc\"\n\
+         upstream = \"app\"\nstable = [\"127.0.0.1:1\"]\ncanary = [\"127.0.0.1:2\"]\npid_file = \"/p\"\n\
+         [backend.segments.staff]\nheader = \"X-Staff\"\n\
+         [[stages]]\nweight = 0\nmirror = 10\n[[stages]]\nweight = 0\nsegments = [\"staff\"]\n[[stages]]\nweight = 100\n",
+    ))
+    .plan
+    .unwrap();
+    let commands = Commands::new(&plan, "plan.toml", None);
+    let github = GithubReporter::new(&plan, commands, Box::new(SharedBuffer::default()));
+    let summary = github.summary();
+    for row in [
+        "| 1 | 0% + mirror 10% | - | not reached |",
+        "| 2 | 0% + staff | - | not reached |",
+        "| 3 | 100% | - | not reached |",
+    ] {
+        assert!(summary.contains(row), "{row}\n{summary}");
+    }
 }
