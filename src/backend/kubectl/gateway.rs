@@ -136,6 +136,11 @@ impl Guarded for RouteView {
 }
 
 impl RouteView {
+    /// Where rule `i` of the route is once the rules rollout added are removed.
+    fn without_added(&self, i: usize) -> usize {
+        i - self.added.iter().filter(|a| **a < i).count()
+    }
+
     /// The rules rollout adds for `want`, ahead of each weighted rule, as it writes them.
     fn additions(&self, want: &RouteWant, canary: &str) -> Vec<Vec<Value>> {
         self.rules
@@ -221,8 +226,9 @@ impl Gateway {
             segments.iter().map(route_rules::header_match).collect();
         let most = Extras {
             segments: segment_headers.iter().flatten().cloned().collect(),
+            // Any share: only how many rules and matches the mirror adds counts here.
             mirror: mirrors.then(|| Mirror {
-                share: Weight::new(50.0).expect("a valid weight"),
+                share: Weight::FULL,
                 methods: spec.mirror_methods.clone(),
             }),
         };
@@ -398,14 +404,14 @@ impl Backend for Gateway {
         if let Some(problem) = route_not_accepted(&found) {
             return Err(precondition(problem));
         }
-        let weighted: Vec<usize> = view.rules.iter().map(|r| r.rule).collect();
         let base: Vec<Value> = (0..view.raw.len())
             .filter(|i| !view.added.contains(i))
             .map(|i| view.raw[i].clone())
             .collect();
-        let base_weighted: Vec<usize> = weighted
+        let base_weighted: Vec<usize> = view
+            .rules
             .iter()
-            .map(|i| i - view.added.iter().filter(|a| *a < i).count())
+            .map(|r| view.without_added(r.rule))
             .collect();
         if let Some(problem) =
             route_rules::over_limits(&base, &base_weighted, &self.spec.canary_service, &self.most)
@@ -581,12 +587,13 @@ pub fn route_patch(current: &RouteView, want: &RouteWant, canary: &str) -> Vec<V
         .rev()
         .map(|i| json!({"op": "remove", "path": format!("/spec/rules/{i}")}))
         .collect();
-    let left = |i: usize| i - current.added.iter().filter(|a| **a < i).count();
-    ops.extend(weight_ops(&current.rules, want, left));
+    ops.extend(weight_ops(&current.rules, want, |i| {
+        current.without_added(i)
+    }));
     let mut inserted = 0;
     for (rule, additions) in current.rules.iter().zip(current.additions(want, canary)) {
         for addition in additions {
-            let at = left(rule.rule) + inserted;
+            let at = current.without_added(rule.rule) + inserted;
             ops.push(json!({"op": "add", "path": format!("/spec/rules/{at}"), "value": addition}));
             inserted += 1;
         }
