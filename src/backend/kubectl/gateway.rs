@@ -184,11 +184,14 @@ impl RouteView {
                     .to_string(),
             );
         }
-        Err(format!(
-            "{} rule(s) of rollout's for segments and mirroring instead of the {} it wrote",
-            found.len(),
-            wanted.len()
-        ))
+        if found.len() != wanted.len() {
+            return Err(format!(
+                "{} rule(s) of rollout's for segments and mirroring instead of the {} it wrote",
+                found.len(),
+                wanted.len()
+            ));
+        }
+        Err("rollout's rules for segments and mirroring not as it wrote them".to_string())
     }
 
     /// Why the route does not hold `want`, naming the first rule that differs.
