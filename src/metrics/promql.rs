@@ -9,14 +9,8 @@ pub struct Selector {
     pub name: Option<String>,
 }
 
-/// Words that are never metric names.
+/// Words that are never metric names (besides `LABEL_LISTS`, which `word` looks at first).
 const KEYWORDS: &[&str] = &[
-    "by",
-    "without",
-    "on",
-    "ignoring",
-    "group_left",
-    "group_right",
     "bool",
     "and",
     "or",

@@ -50,12 +50,6 @@ pub fn seconds(d: Duration) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// Unix seconds, as Prometheus stamps points.
-pub fn unix(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// Every finite value of every series: a judged metric's samples. NaN and infinities are no
 /// samples (as they are no data for a plain metric).
 pub fn samples(series: &[RangeSeries]) -> Found {
