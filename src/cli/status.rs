@@ -59,8 +59,13 @@ pub fn status(args: &StatusArgs) -> anyhow::Result<Exit> {
             Err(e) => return Ok(super::state::failed(&e)),
         };
         let running = journal.status.is_active() && holding.as_ref().is_some_and(|h| h.live);
-        // The plan says whether this was a flag: the one given, else the one the run used.
-        let plan = plan.or_else(|| rollout::plan::load(&journal.plan_path).ok()?.plan);
+        // The plan says whether this was a flag: the one given, else the one the run used,
+        // read only when it can matter (a flag's line is about a promoted rollout).
+        let plan = plan.or_else(|| {
+            (journal.status == Status::Promoted)
+                .then(|| rollout::plan::load(&journal.plan_path).ok()?.plan)
+                .flatten()
+        });
         let flag = plan
             .as_ref()
             .and_then(|plan| super::hygiene::status_line(&journal, plan));
