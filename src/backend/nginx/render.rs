@@ -271,8 +271,6 @@ pub(super) mod tests {
         }
     }
 
-    /// nginx, or a failure naming how to install it: a machine without it must not pass by
-    /// testing nothing.
     /// `nginx -t` of `DIR/nginx.conf`, with `DIR` as nginx's prefix.
     pub fn nginx_test(nginx: &Path, dir: &Path) -> std::process::Output {
         std::process::Command::new(nginx)
@@ -285,6 +283,8 @@ pub(super) mod tests {
             .unwrap()
     }
 
+    /// nginx, or a failure naming how to install it: a machine without it must not pass by
+    /// testing nothing.
     pub fn nginx_binary() -> PathBuf {
         let path = std::env::var_os("PATH").unwrap_or_default();
         std::env::split_paths(&path)
