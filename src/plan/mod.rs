@@ -188,6 +188,7 @@ fn top_level_owner(key: &str) -> Option<String> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hexadecimal, two digits a byte (digests, signatures).
+pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
