@@ -127,7 +127,10 @@ impl GithubReporter {
             .outcome
             .as_ref()
             .map_or("the run did not finish", |o| o.reason.as_str());
-        out.push_str(&format!("\n**Decision:** {}\n", cell(reason)));
+        out.push_str(&format!(
+            "\n**Decision:** {}\n",
+            text::markdown_cell(reason)
+        ));
         metrics_table(&mut out, &seen.stages);
         if let Some(outcome) = &seen.outcome
             && outcome.kind == OutcomeKind::Paused
@@ -164,11 +167,6 @@ fn decision(outcome: &Outcome) -> (&'static str, &'static str) {
     }
 }
 
-/// Text from outside in a Markdown table cell: one line, no column breaks.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\r', '\n'], " ")
-}
-
 fn metrics_table(out: &mut String, stages: &BTreeMap<usize, Stage>) {
     let rows: Vec<(usize, &Measurement)> = stages
         .iter()
@@ -201,7 +199,7 @@ fn metrics_table(out: &mut String, stages: &BTreeMap<usize, Stage>) {
             m.metric,
             shown(m.value),
             shown(m.baseline),
-            cell(&verdict)
+            text::markdown_cell(&verdict)
         ));
     }
 }

@@ -30,11 +30,6 @@ pub fn render(plan: &Plan, commands: &Commands) -> String {
     out
 }
 
-/// Text in a Markdown table cell: one line, no column breaks.
-fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\r', '\n'], " ")
-}
-
 fn stages(out: &mut String, plan: &Plan) {
     out.push_str("\n## Stages\n\n");
     out.push_str("| # | Weight | Bake | Gates | Approval | Hooks |\n|---|---|---|---|---|---|\n");
@@ -42,9 +37,9 @@ fn stages(out: &mut String, plan: &Plan) {
         out.push_str(&format!(
             "| {} | {} | {} | {} | {} | {} |\n",
             stage.number,
-            cell(&super::plan_table::weight(plan, stage)),
+            text::markdown_cell(&super::plan_table::weight(plan, stage)),
             bake(stage),
-            cell(&gates(plan, stage).replace('\n', "; ")),
+            text::markdown_cell(&gates(plan, stage).replace('\n', "; ")),
             if stage.approval { "required" } else { "-" },
             hooks(stage),
         ));
@@ -75,7 +70,7 @@ fn hooks(stage: &Stage) -> String {
         .iter()
         .map(|h| format!("`{}` (timeout {})", h.run, text::duration(h.timeout)))
         .collect();
-    cell(&hooks.join("; "))
+    text::markdown_cell(&hooks.join("; "))
 }
 
 fn triggers(out: &mut String, plan: &Plan) {

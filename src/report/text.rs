@@ -267,6 +267,11 @@ pub fn line(event: &Event, verbosity: Verbosity) -> Option<String> {
     Some(text)
 }
 
+/// Text from outside in a Markdown table cell: one line, no column breaks.
+pub(crate) fn markdown_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\r', '\n'], " ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
