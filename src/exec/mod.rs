@@ -517,6 +517,23 @@ pub fn resolve_symlinks(path: &Path) -> Result<PathBuf, ExecError> {
     })
 }
 
+/// An error and its sources in one line (`error sending request: connection refused`), each
+/// message once: wrappers often repeat their source's. Not Debug dumps, which the AWS SDK's
+/// `DisplayErrorContext` adds.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let part = e.to_string();
+        if !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        source = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -88,7 +88,7 @@ impl Worker {
                     humantime::format_duration(self.timeout)
                 ))
             } else {
-                Failure::Passing(error_chain(&e))
+                Failure::Passing(crate::exec::error_chain(&e))
             }
         })?;
         let status = response.status();
@@ -109,18 +109,4 @@ enum Failure {
     /// Worth another attempt: no connection, a timeout, a 5xx, a 429.
     Passing(String),
     Final(String),
-}
-
-/// An error with its causes (`error sending request: connection refused`), without the URL.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let more = cause.to_string();
-        if !text.contains(&more) {
-            text.push_str(&format!(": {more}"));
-        }
-        source = cause.source();
-    }
-    text
 }

@@ -261,7 +261,7 @@ async fn connect(aws: &EcsAws, limits: &Limits) -> Result<Clients, EcsError> {
     let credentials = tokio::time::timeout(limits.credentials, provider.provide_credentials())
         .await
         .map_err(|_| EcsError::CredentialsTimeout(limits.credentials))?
-        .map_err(|e| EcsError::NoCredentials(error_chain(&e)))?;
+        .map_err(|e| EcsError::NoCredentials(crate::exec::error_chain(&e)))?;
     if let Some(at) = credentials.expiry() {
         check_not_expired(at, SystemTime::now())?;
     }
@@ -308,7 +308,7 @@ where
             let message = match (err.code(), err.message()) {
                 (Some(code), Some(message)) => format!("{code}: {message}"),
                 (Some(code), None) => code.to_string(),
-                _ => error_chain(&err),
+                _ => crate::exec::error_chain(&err),
             };
             Err(EcsError::Api {
                 service,
@@ -323,22 +323,6 @@ where
             after: limit,
         }),
     }
-}
-
-/// An error and its sources in one line, without the Debug dumps DisplayErrorContext adds.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        let part = e.to_string();
-        // Wrappers often repeat their source's message; say it once.
-        if !text.contains(&part) {
-            text.push_str(": ");
-            text.push_str(&part);
-        }
-        source = e.source();
-    }
-    text
 }
 
 /// A RegisterTaskDefinition request that carries over every registrable field of `td`.
