@@ -23,7 +23,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use super::{Backend, BackendError, Executor, WeightChange};
-use crate::plan::{FlagdBackend as Spec, Plan, Segment};
+use crate::plan::{FlagSpec, FlagdBackend as Spec, Plan, Segment};
 use document::Split;
 
 pub struct Flagd {
@@ -174,11 +174,7 @@ impl Flagd {
 #[async_trait]
 impl Backend for Flagd {
     fn describe(&self) -> String {
-        format!(
-            "flagd flag `{}` in {}",
-            self.spec.flag,
-            self.spec.flags_file.display()
-        )
+        self.spec.flag_name()
     }
 
     /// The file parses, the flag exists, is enabled and has both variants, and the file can
