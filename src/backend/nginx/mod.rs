@@ -323,17 +323,19 @@ impl Nginx {
     }
 
     /// nginx reads the location file from its first reload on, so it must exist before.
-    async fn check_location_file_exists(&self) -> Result<(), BackendError> {
+    /// Returns what it holds, for the check of where nginx includes it (`None` without a
+    /// location file, or in a dry run).
+    async fn check_location_file_exists(&self) -> Result<Option<String>, BackendError> {
         let Some(path) = &self.spec.location_file else {
-            return Ok(());
+            return Ok(None);
         };
         let exec = self.exec();
         if exec.is_dry_run() {
             exec.note(&format!("check that {} exists", path.display()));
-            return Ok(());
+            return Ok(None);
         }
-        if exec.read_file(path).await?.is_some() {
-            return Ok(());
+        if let Some(text) = exec.read_file(path).await? {
+            return Ok(Some(text));
         }
         Err(BackendError::Precondition(format!(
             "the nginx location_file {} does not exist: create it empty, and add `include {};` inside the location that proxies to http://{}, before its proxy_pass",
@@ -347,7 +349,13 @@ impl Nginx {
     /// include `conf.d/*.conf`, and the check after each reload covers it) and the location
     /// file inside the location that proxies to the upstream, a prefix location if a stage
     /// mirrors. Learns that location for the mirror.
-    async fn check_includes(&mut self, stdout: &str, dump: &str) -> Result<(), BackendError> {
+    /// `location`: what the location file holds, as `check_location_file_exists` read it.
+    async fn check_includes(
+        &mut self,
+        stdout: &str,
+        dump: &str,
+        location: Option<String>,
+    ) -> Result<(), BackendError> {
         let exec = self.exec();
         if exec.is_dry_run() {
             exec.note(&format!(
@@ -364,10 +372,6 @@ impl Nginx {
             return Ok(());
         }
         let upstream = exec.read_file(&self.spec.upstream_file).await?;
-        let location = match &self.spec.location_file {
-            Some(path) => exec.read_file(path).await?,
-            None => None,
-        };
         let files = loaded::parse_dump(stdout);
         let (spec, dump, mirrors) = (self.spec.clone(), dump.to_string(), self.mirrors);
         let placement = tokio::task::spawn_blocking(move || {
@@ -472,7 +476,7 @@ impl Backend for Nginx {
     /// says otherwise, and nginx reads it so at its next reload.
     async fn preflight(&mut self) -> Result<(), BackendError> {
         self.check_paths().await?;
-        self.check_location_file_exists().await?;
+        let location = self.check_location_file_exists().await?;
         let purpose = "nginx config test (preflight)";
         match self.spec.dump_command() {
             None => {
@@ -486,7 +490,7 @@ impl Backend for Nginx {
                     .commands
                     .read_document(&dump, self.current, purpose)
                     .await?;
-                self.check_includes(&output.stdout, &dump.to_string())
+                self.check_includes(&output.stdout, &dump.to_string(), location)
                     .await?;
             }
         }
