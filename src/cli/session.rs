@@ -193,14 +193,15 @@ impl Session {
         };
         let mut backend = match backend::build(&plan, exec.clone()) {
             Ok(backend) => backend,
-            // Like a source's, a backend's `${VAR}` that is not set is a usage error.
-            Err(e @ backend::BackendError::Setup(_)) => {
-                eprintln!("error: {e}; nothing was changed");
-                return Ok(Err(Exit::Invalid));
-            }
             Err(e) => {
                 eprintln!("error: {e}; nothing was changed");
-                return Ok(Err(Exit::CouldNotProceed));
+                // Like a source's, a backend's `${VAR}` that is not set is a usage error.
+                let usage = matches!(e, backend::BackendError::Setup(_));
+                return Ok(Err(if usage {
+                    Exit::Invalid
+                } else {
+                    Exit::CouldNotProceed
+                }));
             }
         };
         if let Some(state) = backend_state {
