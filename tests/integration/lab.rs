@@ -470,13 +470,17 @@ pub fn http_post(addr: &str, path: &str) -> io::Result<(u16, String)> {
 }
 
 fn http(method: &str, addr: &str, path: &str) -> io::Result<(u16, String)> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(HTTP_TIMEOUT)
-        // The lab's services close each connection; a fresh one per request keeps the traffic
-        // generator's requests independent, as a user's would be.
-        .pool_max_idle_per_host(0)
-        .build()
-        .map_err(io::Error::other)?;
+    // One client for every request (each build starts a thread); no idle connections kept.
+    static CLIENT: std::sync::OnceLock<reqwest::blocking::Client> = std::sync::OnceLock::new();
+    let client = CLIENT.get_or_init(|| {
+        reqwest::blocking::Client::builder()
+            .timeout(HTTP_TIMEOUT)
+            // The lab's services close each connection; a fresh one per request keeps the
+            // traffic generator's requests independent, as a user's would be.
+            .pool_max_idle_per_host(0)
+            .build()
+            .expect("a reqwest client with a timeout builds")
+    });
     let url = format!("http://{addr}{path}");
     let request = match method {
         "POST" => client.post(&url),
