@@ -5,6 +5,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::model::HookEvent;
 use super::notify::NotifyOn;
 
 const DURATION: &str = r"^\s*([0-9]+\s*[a-zA-Zµ]+\s*)+$";
@@ -727,21 +728,8 @@ fn stage() -> Value {
 }
 
 fn plan_hook() -> Value {
-    let mut fields = vec![(
-        "on",
-        choice(
-            "When it runs.",
-            &[
-                "started",
-                "stage-started",
-                "stage-passed",
-                "promoted",
-                "rolled-back",
-                "paused",
-                "rollback-failed",
-            ],
-        ),
-    )];
+    let events: Vec<&str> = HookEvent::ALL.iter().map(|(name, _)| *name).collect();
+    let mut fields = vec![("on", choice("When it runs.", &events))];
     fields.extend(hook_fields());
     table("", &["on", "run"], fields)
 }
