@@ -244,11 +244,7 @@ async fn run(
 }
 
 fn screen(args: &BacktestArgs) -> Arc<dyn Reporter> {
-    let verbosity = match (args.quiet, args.verbose) {
-        (true, _) => Verbosity::Quiet,
-        (_, true) => Verbosity::Verbose,
-        _ => Verbosity::Normal,
-    };
+    let verbosity = Verbosity::from_flags(args.quiet, args.verbose);
     match args.output {
         OutputFormat::Json => Arc::new(JsonReporter::new(Box::new(std::io::stdout()))),
         OutputFormat::Human => Arc::new(PlainReporter::new(

@@ -422,11 +422,7 @@ fn absolute(path: &Path) -> std::path::PathBuf {
 
 /// What a person sees: live progress in a terminal, plain lines otherwise, or JSON.
 fn screen(drive: &DriveArgs, dry_run: bool, color: bool) -> Arc<dyn Reporter> {
-    let verbosity = match (drive.quiet, drive.verbose) {
-        (true, _) => Verbosity::Quiet,
-        (_, true) => Verbosity::Verbose,
-        _ => Verbosity::Normal,
-    };
+    let verbosity = Verbosity::from_flags(drive.quiet, drive.verbose);
     match drive.output {
         OutputFormat::Json => Arc::new(JsonReporter::new(Box::new(std::io::stdout()))),
         OutputFormat::Human if std::io::stderr().is_terminal() && !dry_run => {

@@ -14,6 +14,17 @@ pub enum Verbosity {
     Verbose,
 }
 
+impl Verbosity {
+    /// From `--quiet` and `--verbose`; quiet wins when both are given.
+    pub fn from_flags(quiet: bool, verbose: bool) -> Verbosity {
+        match (quiet, verbose) {
+            (true, _) => Verbosity::Quiet,
+            (_, true) => Verbosity::Verbose,
+            _ => Verbosity::Normal,
+        }
+    }
+}
+
 /// A value as people read it: a few significant digits, no float noise.
 pub fn value(v: f64) -> String {
     crate::plan::model::show_number(v)
