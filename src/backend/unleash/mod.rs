@@ -271,10 +271,7 @@ impl Unleash {
     /// Reads the environment back: enabled as wanted, and exactly the wanted strategies.
     async fn confirm(&self, enabled: bool, wanted: &[Value]) -> Result<(), BackendError> {
         let (now_enabled, now) = self.environment().await?;
-        let all_there = wanted.len() == now.len()
-            && wanted
-                .iter()
-                .all(|w| now.iter().any(|n| strategies::same(w, n)));
+        let all_there = strategies::same_set(wanted, &now);
         if now_enabled == enabled && all_there {
             return Ok(());
         }
@@ -362,11 +359,7 @@ impl Backend for Unleash {
         let wanted: Vec<Value> = saved.iter().map(strategies::restorable).collect();
         let (enabled, now) = self.environment().await?;
         let others: Vec<Value> = now.into_iter().filter(|s| !self.owned.is_ours(s)).collect();
-        let restored = !known
-            || (wanted.len() == others.len()
-                && wanted
-                    .iter()
-                    .all(|w| others.iter().any(|n| strategies::same(w, n))));
+        let restored = !known || strategies::same_set(&wanted, &others);
         if enabled || !restored {
             return Err(BackendError::NotConfirmed(format!(
                 "reading flag `{}` back in `{}` after the rollback shows it {} with {}",

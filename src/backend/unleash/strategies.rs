@@ -124,6 +124,11 @@ pub fn same(wanted: &Value, found: &Value) -> bool {
         .all(|(key, default)| field(wanted, key, *default) == field(found, key, *default))
 }
 
+/// Whether `found` is exactly the strategies `wanted` describes, in any order.
+pub fn same_set(wanted: &[Value], found: &[Value]) -> bool {
+    wanted.len() == found.len() && wanted.iter().all(|w| found.iter().any(|f| same(w, f)))
+}
+
 /// The body that re-creates a saved strategy (its id and server-made fields left out).
 pub fn restorable(saved: &Value) -> Value {
     let mut body = serde_json::Map::new();
