@@ -19,7 +19,7 @@ use super::{Engine, Halt};
 use crate::approval::Answer;
 use crate::event::{Clock, Comparison, Event, Measurement};
 use crate::exec::Action;
-use crate::metrics::{Probe, Reading, Taken, Which, take};
+use crate::metrics::{Probe, ProbeError, Reading, Taken, Which, take};
 use crate::plan::{Metric, MetricMode, Plan, Stage, show_reading};
 
 /// Extra time a whole measurement may take beyond the source's own timeout before the poller
@@ -213,18 +213,9 @@ impl Poller {
             let at = self.clock.now();
             let taken = tokio::time::timeout(self.timeout, take(&*self.probe, &self.metric, at))
                 .await
-                .unwrap_or_else(|_| Taken {
-                    reading: Reading::Error(format!(
-                        "no answer within {}",
-                        humantime::format_duration(self.timeout)
-                    )),
-                    at,
-                    query: self.probe.sent(Which::Value, at),
-                    baseline_query: self
-                        .metric
-                        .query
-                        .has_baseline()
-                        .then(|| self.probe.sent(Which::Baseline, at)),
+                .unwrap_or_else(|_| {
+                    let late = ProbeError::Timeout(self.timeout).to_string();
+                    Taken::new(&*self.probe, &self.metric, at, Reading::Error(late))
                 });
             if tx.send((slot, taken)).await.is_err() {
                 return;

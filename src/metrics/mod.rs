@@ -351,15 +351,25 @@ pub struct Taken {
     pub baseline_query: Option<String>,
 }
 
+impl Taken {
+    /// `reading`, with the requests the probe sends for the metric (and its baseline) at `at`.
+    pub fn new(probe: &dyn Probe, metric: &Metric, at: SystemTime, reading: Reading) -> Taken {
+        Taken {
+            reading,
+            at,
+            query: probe.sent(Which::Value, at),
+            baseline_query: metric
+                .query
+                .has_baseline()
+                .then(|| probe.sent(Which::Baseline, at)),
+        }
+    }
+}
+
 /// Reads a metric and, when it has one, its baseline, both evaluated at `at`.
 pub async fn take(probe: &dyn Probe, metric: &Metric, at: SystemTime) -> Taken {
-    let has_baseline = metric.query.has_baseline();
-    Taken {
-        reading: measure(probe, metric, at).await,
-        at,
-        query: probe.sent(Which::Value, at),
-        baseline_query: has_baseline.then(|| probe.sent(Which::Baseline, at)),
-    }
+    let reading = measure(probe, metric, at).await;
+    Taken::new(probe, metric, at, reading)
 }
 
 /// Reads a metric and, when it has one, its baseline, at the same moment.
