@@ -156,10 +156,9 @@ async fn fetch(
         let Some(probe) = metrics::prometheus_probe(plan, metric, &client, &redactor)? else {
             anyhow::bail!("metric `{}` is not on a Prometheus source", metric.name);
         };
-        let judge = metric.judge.clone();
         let name = metric.name.to_string();
         fetches.push(async move {
-            Replay::fetch(&probe, judge.as_ref(), from, to, step)
+            Replay::fetch(&probe, from, to, step)
                 .await
                 .map_err(|e| anyhow::anyhow!("metric `{name}`: {e}"))
         });

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::prometheus::{Prometheus, instant_vector};
 use super::range::RangeQuery;
 use super::{Found, Probe, ProbeError, SampleWindow, Which, rfc3339};
-use crate::plan::{Judge, PROMETHEUS_MAX_POINTS, Reduce};
+use crate::plan::{PROMETHEUS_MAX_POINTS, Reduce};
 
 /// A metric's history, for both of its queries.
 pub struct Replay {
@@ -40,7 +40,6 @@ impl Replay {
     /// every `step`, in as many range queries as Prometheus's point limit needs.
     pub async fn fetch(
         probe: &Prometheus,
-        judge: Option<&Judge>,
         from: SystemTime,
         to: SystemTime,
         step: Duration,
@@ -51,10 +50,7 @@ impl Replay {
             false => None,
         };
         Ok(Replay {
-            window: judge.map(|j| SampleWindow {
-                length: j.window,
-                step: j.step,
-            }),
+            window: probe.window,
             reduce: probe.reduce(),
             value,
             baseline,
