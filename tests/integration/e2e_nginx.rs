@@ -2,6 +2,7 @@
 //! a real Prometheus (or the services' own JSON stats), and afterwards real requests through
 //! nginx show where traffic went.
 
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -25,6 +26,13 @@ pub struct PlanOptions {
     pub stages: &'static str,
     /// More of `[backend]`: `location_file`, `[backend.segments.NAME]` tables.
     pub backend_extra: String,
+}
+
+/// A gate that always passes, read from a file the test controls (`error-rate` in `dir`).
+pub fn passing_gate(dir: &Path) -> Source {
+    let path = dir.join("error-rate");
+    std::fs::write(&path, "0\n").unwrap();
+    Source::File(path)
 }
 
 pub enum Source {
@@ -403,11 +411,9 @@ fn a_reload_that_never_takes_effect_is_not_trusted() {
 fn a_dry_run_shows_the_effects_of_a_real_run_in_order() {
     let lab = Lab::start();
     let dir = tempfile::tempdir().unwrap();
-    let gate = dir.path().join("error-rate");
-    std::fs::write(&gate, "0\n").unwrap();
     let options = PlanOptions {
         defaults: "bake = \"600ms\"\ninterval = \"200ms\"".into(),
-        source: Source::File(gate),
+        source: passing_gate(dir.path()),
         stages: "[[stages]]\nweight = 0\nsegments = [\"beta\"]\n\n[[stages]]\nweight = 0\nmirror = 30\n\n\
                  [[stages]]\nweight = 20\n\n[[stages]]\nweight = 100\n",
         backend_extra: format!(

@@ -6,7 +6,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::e2e_nginx::{PlanOptions, Source, nginx_accepts_the_config, plan, settle, upstream};
+use crate::e2e_nginx::{
+    PlanOptions, nginx_accepts_the_config, passing_gate, plan, settle, upstream,
+};
 use crate::harness::rollout_bin;
 use crate::lab::Lab;
 use crate::running::Running;
@@ -23,13 +25,6 @@ fn with_location(lab: &Lab) -> String {
 
 fn location(lab: &Lab) -> String {
     std::fs::read_to_string(lab.location_file()).unwrap()
-}
-
-/// A gate that always passes, from a file: these tests steer the stages by approvals.
-fn passing_gate(dir: &Path) -> Source {
-    let gate = dir.join("error-rate");
-    std::fs::write(&gate, "0\n").unwrap();
-    Source::File(gate)
 }
 
 fn approve(dir: &Path) {

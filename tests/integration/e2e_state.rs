@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::e2e_nginx::{
-    PlanOptions, Running, Source, assert_only_stable, nginx_accepts_the_config, plan, settle,
-    upstream,
+    PlanOptions, Running, Source, assert_only_stable, nginx_accepts_the_config, passing_gate, plan,
+    settle, upstream,
 };
 use crate::harness::rollout_bin;
 use crate::lab::Lab;
@@ -30,13 +30,6 @@ fn status_json(dir: &Path, name: &str) -> serde_json::Value {
     let (code, stdout, stderr) = rollout(dir, &["status", name, "--output", "json"]);
     assert_eq!(code, 0, "{stderr}");
     serde_json::from_str(&stdout).unwrap()
-}
-
-/// A gate that always passes, read from a file the test controls.
-fn passing_gate(dir: &Path) -> Source {
-    let path = dir.join("error-rate");
-    std::fs::write(&path, "0\n").unwrap();
-    Source::File(path)
 }
 
 /// The weight the upstream file on disk sends to the new version, from its header comment.
